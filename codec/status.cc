@@ -1,0 +1,37 @@
+#include "codec/status.h"
+
+namespace tpde {
+
+namespace {
+const char* CodeName(Status::Code code) {
+  switch (code) {
+    case Status::Code::kOk: return "OK";
+    case Status::Code::kNotFound: return "not found";
+    case Status::Code::kCorruption: return "corruption";
+    case Status::Code::kInvalidArgument: return "invalid argument";
+    case Status::Code::kIOError: return "I/O error";
+    case Status::Code::kBusy: return "busy";
+    case Status::Code::kAlreadyExists: return "already exists";
+    case Status::Code::kNotSupported: return "not supported";
+  }
+  return "unknown";
+}
+}  // namespace
+
+std::string Status::ToString() const {
+  if (ok()) return "OK";
+  std::string s = CodeName(code_);
+  s += ": ";
+  s += msg_;
+  return s;
+}
+
+Status Status::WithContext(std::string_view context) const {
+  if (ok()) return *this;
+  std::string m(context);
+  m += ": ";
+  m += msg_;
+  return Status(code_, m);
+}
+
+}  // namespace tpde

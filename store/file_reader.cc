@@ -1,0 +1,148 @@
+#include "store/file_reader.h"
+
+#include <fmt/format.h>
+#include <rocksdb/db.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "codec/checksum.h"
+#include "codec/thread_pool.h"
+#include "store/keys.h"
+
+namespace tpde {
+
+FileReader::FileReader(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* chunks_cf, const rocksdb::Snapshot* snapshot,
+                       std::vector<std::shared_ptr<const Manifest>> chain, ThreadPool* pool)
+    : db_(db), chunks_cf_(chunks_cf), snapshot_(snapshot), chain_(std::move(chain)), pool_(pool) {}
+
+FileReader::~FileReader() {
+  if (snapshot_ != nullptr) db_->ReleaseSnapshot(snapshot_);
+}
+
+Status FileReader::LoadPayload(const Manifest& m, uint32_t c, std::string* payload) const {
+  payload->clear();
+  if (m.chunks[c].payload_bytes() == 0) return Status::OK();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot_;
+  rocksdb::Status s = db_->Get(ro, chunks_cf_, keys::Chunk(m.object_id, m.generation, c), payload);
+  if (s.IsNotFound()) {
+    return Status::Corruption(fmt::format("object {} chunk {}: payload missing", m.object_id, c));
+  }
+  if (!s.ok()) return Status::IOError(fmt::format("object {} chunk {}: {}", m.object_id, c, s.ToString()));
+  return Status::OK();
+}
+
+Status FileReader::ReadSegmentChunk(uint32_t segment, uint32_t k, uint8_t* buf, ChunkScratch* scratch) const {
+  // Walk the chain back to the nearest KEY chunk, remembering each link.
+  struct Link {
+    const Manifest* m;
+    uint32_t chunk;
+  };
+  Link links[64];
+  size_t depth = 0;
+  const Manifest* m = chain_[0].get();
+  uint32_t seg = segment;
+  if (seg >= m->segments.size() || k >= m->segments[seg].num_chunks()) {
+    return Status::InvalidArgument(fmt::format("object {}: no chunk {} in segment {}", m->object_id, k, seg));
+  }
+  const uint32_t elem_count = m->chunks[m->segments[seg].first_chunk + k].elem_count;
+  for (size_t level = 0;; ++level) {
+    const Segment& s = m->segments[seg];
+    const uint32_t c = s.first_chunk + k;
+    const ChunkRecord& rec = m->chunks[c];
+    if (rec.elem_count != elem_count || depth == std::size(links)) {
+      return Status::Corruption(fmt::format("object {} chunk {}: chain does not line up", m->object_id, c));
+    }
+    links[depth++] = {m, c};
+    if (rec.mode == ChunkMode::kKey) break;
+    if (level + 1 >= chain_.size() || s.ref_segment == kNoSegment) {
+      return Status::Corruption(fmt::format("object {} chunk {}: delta without reference", m->object_id, c));
+    }
+    const Manifest* ref = chain_[level + 1].get();
+    if (s.ref_segment >= ref->segments.size() || ref->segments[s.ref_segment].chunk_elems != s.chunk_elems ||
+        ref->segments[s.ref_segment].width != s.width ||
+        ref->segments[s.ref_segment].num_elements != s.num_elements) {
+      return Status::Corruption(
+          fmt::format("object {} segment {}: reference segment does not match", m->object_id, seg));
+    }
+    seg = s.ref_segment;
+    m = ref;
+  }
+  // Decode the keyframe chunk, then apply each delta in place, oldest first.
+  std::string payload;
+  for (size_t i = depth; i-- > 0;) {
+    TPDE_RETURN_IF_ERROR(LoadPayload(*links[i].m, links[i].chunk, &payload));
+    Status s = DecodeChunk(links[i].m->chunks[links[i].chunk], payload, buf, scratch);
+    if (!s.ok()) return s.WithContext(fmt::format("object {} chunk {}", links[i].m->object_id, links[i].chunk));
+  }
+  return Status::OK();
+}
+
+Status FileReader::ReadChunk(uint32_t c, uint8_t* buf, ChunkScratch* scratch) const {
+  const Manifest& m = *chain_[0];
+  if (c >= m.chunks.size()) return Status::InvalidArgument("chunk index out of range");
+  const ChunkRecord& rec = m.chunks[c];
+  return ReadSegmentChunk(rec.segment, c - m.segments[rec.segment].first_chunk, buf, scratch);
+}
+
+Status FileReader::Read(uint64_t offset, uint64_t size, uint8_t* out, uint64_t* read_bytes,
+                        ChunkScratch* scratch) const {
+  const Manifest& m = *chain_[0];
+  *read_bytes = 0;
+  if (offset >= m.file_bytes || size == 0) return Status::OK();
+  size = std::min(size, m.file_bytes - offset);
+  std::vector<uint8_t> buf;
+  uint64_t done = 0;
+  for (uint32_t c = m.ChunkAt(offset); done < size && c < m.chunks.size(); ++c) {
+    const uint64_t begin = m.chunk_file_offset(c);
+    const uint64_t bytes = m.chunks[c].content_bytes();
+    const uint64_t from = offset + done - begin;
+    const uint64_t n = std::min(bytes - from, size - done);
+    if (from == 0 && n == bytes) {
+      TPDE_RETURN_IF_ERROR(ReadChunk(c, out + done, scratch));  // whole chunk: decode in place
+    } else {
+      buf.resize(bytes);
+      TPDE_RETURN_IF_ERROR(ReadChunk(c, buf.data(), scratch));
+      std::memcpy(out + done, buf.data() + from, n);
+    }
+    done += n;
+  }
+  *read_bytes = done;
+  return Status::OK();
+}
+
+Status FileReader::DecodeAll(uint64_t batch_bytes, const std::function<Status(const uint8_t*, size_t)>& sink) const {
+  const Manifest& m = *chain_[0];
+  std::vector<std::unique_ptr<ChunkScratch>> scratch(pool_->size());
+  for (auto& s : scratch) s = std::make_unique<ChunkScratch>();
+  StreamingChecksum file_sum;
+  std::vector<uint8_t> buf;
+  std::vector<Status> errors;
+  uint32_t c = 0;
+  while (c < m.chunks.size()) {
+    // A batch of whole chunks, at least one.
+    const uint32_t first = c;
+    const uint64_t begin = m.chunk_file_offset(first);
+    uint64_t bytes = 0;
+    while (c < m.chunks.size() && (c == first || bytes + m.chunks[c].content_bytes() <= batch_bytes)) {
+      bytes += m.chunks[c].content_bytes();
+      ++c;
+    }
+    buf.resize(bytes);
+    errors.assign(c - first, Status::OK());
+    pool_->ParallelFor(c - first, [&](size_t i, size_t worker) {
+      const uint32_t chunk = first + static_cast<uint32_t>(i);
+      errors[i] = ReadChunk(chunk, buf.data() + (m.chunk_file_offset(chunk) - begin), scratch[worker].get());
+    });
+    for (const auto& e : errors) TPDE_RETURN_IF_ERROR(e);
+    file_sum.Update(buf.data(), bytes);
+    TPDE_RETURN_IF_ERROR(sink(buf.data(), bytes));
+  }
+  if (file_sum.Digest() != m.file_hash) {
+    return Status::Corruption(fmt::format("object {}: whole-file checksum mismatch", m.object_id));
+  }
+  return Status::OK();
+}
+
+}  // namespace tpde

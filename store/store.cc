@@ -1,0 +1,619 @@
+#include "store/store.h"
+
+#include <fmt/format.h>
+#include <rocksdb/options.h>
+#include <rocksdb/utilities/options_util.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <set>
+
+#include "store/coding.h"
+#include "store/store_impl.h"
+
+namespace tpde {
+
+namespace {
+
+constexpr std::string_view kStoreFormatVersion = "1";
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status CheckName(std::string_view name) {
+  if (name.empty() || name == "." || name == ".." || name.size() > 255 ||
+      name.find('/') != std::string_view::npos || name.find('\0') != std::string_view::npos) {
+    return Status::InvalidArgument(fmt::format("invalid file name '{}'", name));
+  }
+  return Status::OK();
+}
+
+rocksdb::ColumnFamilyOptions ChunksOptions() {
+  rocksdb::ColumnFamilyOptions o;
+  // Payloads are already entropy-coded: keep them out of the LSM tree in
+  // blob files, uncompressed, and let compaction reclaim deleted ones.
+  o.enable_blob_files = true;
+  o.min_blob_size = 4096;
+  o.blob_file_size = 256ull << 20;
+  o.blob_compression_type = rocksdb::kNoCompression;
+  o.compression = rocksdb::kNoCompression;
+  o.enable_blob_garbage_collection = true;
+  o.blob_garbage_collection_age_cutoff = 1.0;
+  o.write_buffer_size = 64ull << 20;
+  return o;
+}
+
+}  // namespace
+
+Status FromRocks(const rocksdb::Status& s, std::string_view context) {
+  if (s.ok()) return Status::OK();
+  if (s.IsNotFound()) return Status::NotFound(fmt::format("{}: {}", context, s.ToString()));
+  if (s.IsCorruption()) return Status::Corruption(fmt::format("{}: {}", context, s.ToString()));
+  return Status::IOError(fmt::format("{}: {}", context, s.ToString()));
+}
+
+Store::Impl::~Impl() {
+  if (db) {
+    for (auto* h : handles) {
+      if (h != nullptr && h != db->DefaultColumnFamily()) db->DestroyColumnFamilyHandle(h);
+    }
+    db->Close();
+  }
+}
+
+Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Store::~Store() = default;
+ThreadPool* Store::pool() { return impl_->pool.get(); }
+const StoreOptions& Store::options() const { return impl_->options; }
+
+Status Store::Open(const std::string& dir, const StoreOptions& options, std::unique_ptr<Store>* store) {
+  if (options.max_chain_depth < 0 || options.max_chain_depth > 62) {
+    return Status::InvalidArgument("max_chain_depth must be in [0, 62]");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  impl->options = options;
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) {
+    if (!options.create_if_missing) return Status::NotFound(fmt::format("store '{}' does not exist", dir));
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Status::IOError(fmt::format("cannot create store '{}': {}", dir, ec.message()));
+  } else if (!std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec) && !options.create_if_missing) {
+    return Status::NotFound(fmt::format("'{}' is not a tpde store", dir));
+  }
+
+  rocksdb::DBOptions dbo;
+  dbo.create_if_missing = options.create_if_missing;
+  dbo.create_missing_column_families = options.create_if_missing;
+  dbo.max_background_jobs = 2;
+  dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  dbo.keep_log_file_num = 4;
+  rocksdb::ColumnFamilyOptions meta;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, meta}, {keys::kInodes, meta}, {keys::kDirents, meta},
+      {keys::kObjects, meta}, {keys::kChunks, ChunksOptions()}, {keys::kDeps, meta}, {keys::kDetached, meta},
+  };
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(dbo, dir, cfs, &impl->handles, &raw);
+  if (!s.ok()) {
+    if (s.IsIOError() && s.ToString().find("lock") != std::string::npos) {
+      return Status::Busy(fmt::format("store '{}' is in use by another process (is tpded running?)", dir));
+    }
+    return FromRocks(s, fmt::format("cannot open store '{}'", dir));
+  }
+  impl->db.reset(raw);
+  impl->default_cf = impl->handles[0];
+  impl->inodes_cf = impl->handles[1];
+  impl->dirents_cf = impl->handles[2];
+  impl->objects_cf = impl->handles[3];
+  impl->chunks_cf = impl->handles[4];
+  impl->deps_cf = impl->handles[5];
+  impl->detached_cf = impl->handles[6];
+  impl->pool = std::make_unique<ThreadPool>(options.threads);
+
+  // Format version, root directory, counters.
+  std::string value;
+  s = raw->Get(rocksdb::ReadOptions(), impl->default_cf, keys::kFormatVersion, &value);
+  if (s.IsNotFound()) {
+    rocksdb::WriteBatch b;
+    b.Put(impl->default_cf, keys::kFormatVersion, kStoreFormatVersion);
+    Inode root;
+    root.ino = kRootInode;
+    root.type = InodeType::kDirectory;
+    root.mode = 0755;
+    root.nlink = 2;
+    root.parent = kRootInode;
+    root.mtime_ns = root.ctime_ns = NowNs();
+    impl->PutInode(&b, root);
+    TPDE_RETURN_IF_ERROR(impl->Commit(&b));
+  } else if (!s.ok()) {
+    return FromRocks(s, "reading format version");
+  } else if (value != kStoreFormatVersion) {
+    return Status::NotSupported(fmt::format("store '{}' has format version {}, this tpde reads {}", dir, value,
+                                            kStoreFormatVersion));
+  }
+  s = raw->Get(rocksdb::ReadOptions(), impl->default_cf, keys::kNextCommitSeq, &value);
+  if (s.ok() && value.size() == 8) impl->next_commit_seq = GetBigEndian64(value);
+
+  // Counters come from the largest keys in use, so a crash between staging
+  // and committing never hands out an id twice.
+  auto last_key = [&](rocksdb::ColumnFamilyHandle* cf) -> uint64_t {
+    std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions(), cf));
+    it->SeekToLast();
+    return it->Valid() && it->key().size() >= 8 ? GetBigEndian64(it->key().ToStringView()) : 0;
+  };
+  impl->next_inode = std::max<uint64_t>(kRootInode + 1, last_key(impl->inodes_cf) + 1);
+  impl->next_object = std::max(last_key(impl->objects_cf), last_key(impl->chunks_cf)) + 1;
+
+  // Delete chunk payloads staged by ingests or re-bases that never committed.
+  {
+    std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions(), impl->chunks_cf));
+    rocksdb::WriteBatch b;
+    bool dirty = false;
+    for (it->SeekToFirst(); it->Valid();) {
+      std::string_view k = it->key().ToStringView();
+      if (k.size() != 16) {
+        it->Next();
+        continue;
+      }
+      const uint64_t object = GetBigEndian64(k);
+      const uint32_t generation = static_cast<uint32_t>(GetBigEndian64(k.substr(8)) >> 32);
+      std::shared_ptr<const Manifest> m;
+      Status ms = impl->GetManifest(object, &m);
+      if (!ms.ok() || m->generation != generation) {
+        b.DeleteRange(impl->chunks_cf, keys::ChunkPrefix(object, generation),
+                      keys::ChunkPrefix(object, generation + 1));
+        dirty = true;
+      }
+      it->Seek(keys::ChunkPrefix(object, generation + 1));
+    }
+    if (dirty) TPDE_RETURN_IF_ERROR(impl->Commit(&b));
+  }
+  store->reset(new Store(std::move(impl)));
+  return Status::OK();
+}
+
+// ---- Impl: reads ------------------------------------------------------------
+
+Status Store::Impl::GetInode(uint64_t ino, Inode* out, const rocksdb::Snapshot* snap) {
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  std::string v;
+  rocksdb::Status s = db->Get(ro, inodes_cf, keys::U64(ino), &v);
+  if (s.IsNotFound()) return Status::NotFound(fmt::format("inode {}", ino));
+  TPDE_RETURN_IF_ERROR(FromRocks(s, "reading inode"));
+  return ParseInode(v, out).WithContext(fmt::format("inode {}", ino));
+}
+
+Status Store::Impl::Lookup(uint64_t parent, std::string_view name, Inode* out) {
+  std::string v;
+  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), dirents_cf, keys::Dirent(parent, name), &v);
+  if (s.IsNotFound()) return Status::NotFound(fmt::format("'{}' not found", name));
+  TPDE_RETURN_IF_ERROR(FromRocks(s, "reading directory entry"));
+  if (v.size() != 9) return Status::Corruption(fmt::format("directory entry '{}' is malformed", name));
+  return GetInode(GetBigEndian64(v), out);
+}
+
+Status Store::Impl::GetManifest(uint64_t object, std::shared_ptr<const Manifest>* out,
+                                const rocksdb::Snapshot* snap) {
+  if (snap == nullptr) {
+    std::lock_guard<std::mutex> lock(cache_mu);
+    auto it = manifest_cache.find(object);
+    if (it != manifest_cache.end()) {
+      *out = it->second;
+      return Status::OK();
+    }
+  }
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  std::string v;
+  rocksdb::Status s = db->Get(ro, objects_cf, keys::U64(object), &v);
+  if (s.IsNotFound()) return Status::NotFound(fmt::format("object {}", object));
+  TPDE_RETURN_IF_ERROR(FromRocks(s, "reading manifest"));
+  auto m = std::make_shared<Manifest>();
+  TPDE_RETURN_IF_ERROR(ParseManifest(v, m.get()).WithContext(fmt::format("object {}", object)));
+  if (m->object_id != object) return Status::Corruption(fmt::format("object {}: manifest names object {}", object, m->object_id));
+  if (snap == nullptr) {
+    std::lock_guard<std::mutex> lock(cache_mu);
+    manifest_cache[object] = m;
+  }
+  *out = std::move(m);
+  return Status::OK();
+}
+
+void Store::Impl::ForgetManifest(uint64_t object) {
+  std::lock_guard<std::mutex> lock(cache_mu);
+  manifest_cache.erase(object);
+}
+
+Status Store::Impl::GetChain(uint64_t object, std::vector<std::shared_ptr<const Manifest>>* chain,
+                             const rocksdb::Snapshot* snap) {
+  chain->clear();
+  for (uint64_t o = object; o != 0;) {
+    if (chain->size() > 64) return Status::Corruption(fmt::format("object {}: reference chain too long", object));
+    std::shared_ptr<const Manifest> m;
+    TPDE_RETURN_IF_ERROR(GetManifest(o, &m, snap));
+    chain->push_back(m);
+    o = m->reference;
+  }
+  return Status::OK();
+}
+
+Status Store::Impl::OpenObjectReader(uint64_t object, std::unique_ptr<FileReader>* reader) {
+  const rocksdb::Snapshot* snap = db->GetSnapshot();
+  std::vector<std::shared_ptr<const Manifest>> chain;
+  Status s = GetChain(object, &chain, snap);
+  if (!s.ok()) {
+    db->ReleaseSnapshot(snap);
+    return s;
+  }
+  reader->reset(new FileReader(db.get(), chunks_cf, snap, std::move(chain), pool.get()));
+  return Status::OK();
+}
+
+Status Store::Impl::HasDependents(uint64_t object, uint64_t except, bool* has) {
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), deps_cf));
+  const std::string prefix = keys::U64(object);
+  *has = false;
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (GetBigEndian64(it->key().ToStringView().substr(8)) != except) {
+      *has = true;
+      break;
+    }
+  }
+  return FromRocks(it->status(), "scanning references");
+}
+
+// ---- Impl: mutations --------------------------------------------------------
+
+void Store::Impl::PutInode(rocksdb::WriteBatch* b, const Inode& n) {
+  std::string v;
+  SerializeInode(n, &v);
+  b->Put(inodes_cf, keys::U64(n.ino), v);
+}
+
+void Store::Impl::PutDirent(rocksdb::WriteBatch* b, uint64_t parent, std::string_view name, uint64_t ino,
+                            InodeType type) {
+  std::string v = keys::U64(ino);
+  v.push_back(static_cast<char>(type));
+  b->Put(dirents_cf, keys::Dirent(parent, name), v);
+}
+
+Status Store::Impl::Commit(rocksdb::WriteBatch* b) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(db->Write(wo, b), "commit");
+}
+
+// ---- Namespace --------------------------------------------------------------
+
+Status Store::GetInode(uint64_t ino, Inode* out) { return impl_->GetInode(ino, out); }
+
+Status Store::Lookup(uint64_t parent, std::string_view name, Inode* out) { return impl_->Lookup(parent, name, out); }
+
+Status Store::Resolve(std::string_view path, Inode* out) {
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(kRootInode, out));
+  size_t pos = 0;
+  while (pos < path.size()) {
+    size_t end = path.find('/', pos);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view part = path.substr(pos, end - pos);
+    pos = end + 1;
+    if (part.empty() || part == ".") continue;
+    if (out->type != InodeType::kDirectory) {
+      return Status::NotFound(fmt::format("'{}': a path component is not a directory", path));
+    }
+    Status s = impl_->Lookup(out->ino, part, out);
+    if (s.IsNotFound()) return Status::NotFound(fmt::format("'{}' not found in the store", path));
+    TPDE_RETURN_IF_ERROR(s);
+  }
+  return Status::OK();
+}
+
+Status Store::ReadDir(uint64_t ino, std::vector<DirEntry>* out) {
+  out->clear();
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->dirents_cf));
+  const std::string prefix = keys::U64(ino);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view v = it->value().ToStringView();
+    if (v.size() != 9) return Status::Corruption("directory entry is malformed");
+    DirEntry e;
+    e.name = std::string(it->key().ToStringView().substr(8));
+    e.ino = GetBigEndian64(v);
+    e.type = static_cast<InodeType>(v[8]);
+    out->push_back(std::move(e));
+  }
+  return FromRocks(it->status(), "reading directory");
+}
+
+Status Store::MakeDirectory(uint64_t parent, std::string_view name, uint32_t mode, Inode* out) {
+  TPDE_RETURN_IF_ERROR(CheckName(name));
+  std::lock_guard<std::mutex> lock(impl_->commit_mu);
+  Inode p;
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(parent, &p));
+  if (p.type != InodeType::kDirectory) return Status::InvalidArgument("parent is not a directory");
+  Inode existing;
+  if (impl_->Lookup(parent, name, &existing).ok()) {
+    *out = existing;
+    return Status::AlreadyExists(fmt::format("'{}' exists", name));
+  }
+  Inode d;
+  d.ino = impl_->next_inode++;
+  d.type = InodeType::kDirectory;
+  d.mode = mode & 07777;
+  d.nlink = 2;
+  d.parent = parent;
+  d.mtime_ns = d.ctime_ns = NowNs();
+  p.mtime_ns = p.ctime_ns = d.mtime_ns;
+  rocksdb::WriteBatch b;
+  impl_->PutInode(&b, d);
+  impl_->PutInode(&b, p);
+  impl_->PutDirent(&b, parent, name, d.ino, d.type);
+  TPDE_RETURN_IF_ERROR(impl_->Commit(&b));
+  *out = d;
+  return Status::OK();
+}
+
+Status Store::MakeDirectories(std::string_view path, Inode* out) {
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(kRootInode, out));
+  size_t pos = 0;
+  while (pos < path.size()) {
+    size_t end = path.find('/', pos);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view part = path.substr(pos, end - pos);
+    pos = end + 1;
+    if (part.empty() || part == ".") continue;
+    Inode next;
+    Status s = MakeDirectory(out->ino, part, 0755, &next);
+    if (!s.ok() && !s.IsAlreadyExists()) return s;
+    if (next.type != InodeType::kDirectory) return Status::InvalidArgument(fmt::format("'{}' is not a directory", part));
+    *out = next;
+  }
+  return Status::OK();
+}
+
+Status Store::Symlink(uint64_t parent, std::string_view name, std::string_view target, Inode* out) {
+  TPDE_RETURN_IF_ERROR(CheckName(name));
+  std::lock_guard<std::mutex> lock(impl_->commit_mu);
+  Inode existing;
+  if (impl_->Lookup(parent, name, &existing).ok()) return Status::AlreadyExists(fmt::format("'{}' exists", name));
+  Inode n;
+  n.ino = impl_->next_inode++;
+  n.type = InodeType::kSymlink;
+  n.mode = 0777;
+  n.size = target.size();
+  n.target = std::string(target);
+  n.mtime_ns = n.ctime_ns = NowNs();
+  rocksdb::WriteBatch b;
+  impl_->PutInode(&b, n);
+  impl_->PutDirent(&b, parent, name, n.ino, n.type);
+  TPDE_RETURN_IF_ERROR(impl_->Commit(&b));
+  *out = n;
+  return Status::OK();
+}
+
+Status Store::Unlink(uint64_t parent, std::string_view name) {
+  std::lock_guard<std::mutex> lock(impl_->commit_mu);
+  Inode n;
+  TPDE_RETURN_IF_ERROR(impl_->Lookup(parent, name, &n));
+  if (n.type == InodeType::kDirectory) return Status::InvalidArgument(fmt::format("'{}' is a directory", name));
+  rocksdb::WriteBatch b;
+  b.Delete(impl_->dirents_cf, keys::Dirent(parent, name));
+  if (n.nlink > 1) {
+    --n.nlink;
+    impl_->PutInode(&b, n);
+  } else {
+    b.Delete(impl_->inodes_cf, keys::U64(n.ino));
+    if (n.object != 0) TPDE_RETURN_IF_ERROR(impl_->ReleaseObject(&b, n.object));
+  }
+  return impl_->Commit(&b);
+}
+
+Status Store::RemoveDirectory(uint64_t parent, std::string_view name) {
+  std::lock_guard<std::mutex> lock(impl_->commit_mu);
+  Inode n;
+  TPDE_RETURN_IF_ERROR(impl_->Lookup(parent, name, &n));
+  if (n.type != InodeType::kDirectory) return Status::InvalidArgument(fmt::format("'{}' is not a directory", name));
+  std::vector<DirEntry> entries;
+  TPDE_RETURN_IF_ERROR(ReadDir(n.ino, &entries));
+  if (!entries.empty()) return Status::InvalidArgument(fmt::format("directory '{}' is not empty", name));
+  rocksdb::WriteBatch b;
+  b.Delete(impl_->dirents_cf, keys::Dirent(parent, name));
+  b.Delete(impl_->inodes_cf, keys::U64(n.ino));
+  return impl_->Commit(&b);
+}
+
+Status Store::RemoveTree(std::string_view path) {
+  Inode n;
+  TPDE_RETURN_IF_ERROR(Resolve(path, &n));
+  if (n.ino == kRootInode) return Status::InvalidArgument("refusing to remove the root directory");
+  std::string_view name = path;
+  while (!name.empty() && name.back() == '/') name.remove_suffix(1);
+  const size_t slash = name.rfind('/');
+  const std::string_view leaf = slash == std::string_view::npos ? name : name.substr(slash + 1);
+  Inode parent;
+  TPDE_RETURN_IF_ERROR(Resolve(slash == std::string_view::npos ? "" : name.substr(0, slash), &parent));
+
+  std::function<Status(uint64_t, std::string_view, const Inode&)> remove =
+      [&](uint64_t dir, std::string_view entry, const Inode& node) -> Status {
+    if (node.type != InodeType::kDirectory) return Unlink(dir, entry);
+    std::vector<DirEntry> children;
+    TPDE_RETURN_IF_ERROR(ReadDir(node.ino, &children));
+    for (const auto& c : children) {
+      Inode child;
+      TPDE_RETURN_IF_ERROR(impl_->GetInode(c.ino, &child));
+      TPDE_RETURN_IF_ERROR(remove(node.ino, c.name, child));
+    }
+    return RemoveDirectory(dir, entry);
+  };
+  return remove(parent.ino, leaf, n);
+}
+
+Status Store::SetAttributes(uint64_t ino, const uint32_t* mode, const int64_t* mtime_ns) {
+  std::lock_guard<std::mutex> lock(impl_->commit_mu);
+  Inode n;
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &n));
+  if (mode != nullptr) n.mode = *mode & 07777;
+  if (mtime_ns != nullptr) n.mtime_ns = *mtime_ns;
+  n.ctime_ns = NowNs();
+  rocksdb::WriteBatch b;
+  impl_->PutInode(&b, n);
+  return impl_->Commit(&b);
+}
+
+Status Store::OpenReader(uint64_t ino, std::unique_ptr<FileReader>* reader) {
+  Inode n;
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &n));
+  if (n.type != InodeType::kFile) return Status::InvalidArgument(fmt::format("inode {} is not a file", ino));
+  if (n.object == 0) return Status::NotFound(fmt::format("inode {} has no content", ino));
+  return impl_->OpenObjectReader(n.object, reader);
+}
+
+// ---- Stats and verification -------------------------------------------------
+
+namespace {
+uint64_t ManifestBytes(const Manifest& m) {
+  std::string s;
+  SerializeManifest(m, &s);
+  return s.size();
+}
+}  // namespace
+
+Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
+  *out = StoreStats();
+  Inode top;
+  TPDE_RETURN_IF_ERROR(Resolve(path_prefix, &top));
+  std::string base(path_prefix);
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  while (!base.empty() && base.front() == '/') base.erase(0, 1);
+
+  std::function<Status(const Inode&, const std::string&)> walk = [&](const Inode& n,
+                                                                      const std::string& path) -> Status {
+    if (n.type == InodeType::kDirectory) {
+      ++out->directories;
+      std::vector<DirEntry> entries;
+      TPDE_RETURN_IF_ERROR(ReadDir(n.ino, &entries));
+      for (const auto& e : entries) {
+        Inode child;
+        TPDE_RETURN_IF_ERROR(impl_->GetInode(e.ino, &child));
+        TPDE_RETURN_IF_ERROR(walk(child, path.empty() ? e.name : path + "/" + e.name));
+      }
+      return Status::OK();
+    }
+    if (n.type != InodeType::kFile) return Status::OK();
+    ++out->files;
+    out->logical_bytes += n.size;
+    FileStats f;
+    f.path = path;
+    f.ino = n.ino;
+    f.object = n.object;
+    f.file_bytes = n.size;
+    if (n.object != 0) {
+      std::vector<std::shared_ptr<const Manifest>> chain;
+      TPDE_RETURN_IF_ERROR(impl_->GetChain(n.object, &chain));
+      const Manifest& m = *chain[0];
+      f.reference = m.reference;
+      f.kind = m.kind;
+      f.chain_depth = static_cast<int>(chain.size()) - 1;
+      f.stored_bytes = m.payload_bytes() + ManifestBytes(m);
+      for (const auto& c : m.chunks) {
+        f.chunks_by_mode[static_cast<int>(c.mode)]++;
+        f.stored_bytes_by_mode[static_cast<int>(c.mode)] += c.payload_bytes();
+      }
+    }
+    out->per_file.push_back(std::move(f));
+    return Status::OK();
+  };
+  TPDE_RETURN_IF_ERROR(walk(top, base));
+
+  // Stored bytes count every object once, detached ones included, but only
+  // for the whole store; a sub-path counts its files' own objects.
+  if (top.ino == kRootInode) {
+    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->objects_cf));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      Manifest m;
+      TPDE_RETURN_IF_ERROR(ParseManifest(it->value().ToStringView(), &m));
+      out->stored_bytes += m.payload_bytes() + it->value().size();
+    }
+    TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning objects"));
+    std::unique_ptr<rocksdb::Iterator> d(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->detached_cf));
+    for (d->SeekToFirst(); d->Valid(); d->Next()) {
+      std::shared_ptr<const Manifest> m;
+      if (impl_->GetManifest(GetBigEndian64(d->key().ToStringView()), &m).ok()) {
+        ++out->detached_objects;
+        out->detached_bytes += m->payload_bytes();
+      }
+    }
+  } else {
+    for (const auto& f : out->per_file) out->stored_bytes += f.stored_bytes;
+  }
+  for (auto* cf : impl_->handles) {
+    uint64_t v = 0;
+    if (impl_->db->GetIntProperty(cf, "rocksdb.total-sst-files-size", &v)) out->disk_bytes += v;
+    if (impl_->db->GetIntProperty(cf, "rocksdb.total-blob-file-size", &v)) out->disk_bytes += v;
+  }
+  return Status::OK();
+}
+
+Status Store::Verify(VerifyReport* report) {
+  *report = VerifyReport();
+  Impl& im = *impl_;
+  std::set<uint64_t> named;  // objects named by an inode
+  {
+    std::unique_ptr<rocksdb::Iterator> it(im.db->NewIterator(rocksdb::ReadOptions(), im.inodes_cf));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      Inode n;
+      Status s = ParseInode(it->value().ToStringView(), &n);
+      if (!s.ok()) {
+        report->errors.push_back(s.ToString());
+        continue;
+      }
+      if (n.type != InodeType::kFile) continue;
+      ++report->files;
+      if (n.object == 0) continue;
+      named.insert(n.object);
+      std::shared_ptr<const Manifest> m;
+      s = im.GetManifest(n.object, &m);
+      if (!s.ok()) {
+        report->errors.push_back(fmt::format("inode {}: {}", n.ino, s.ToString()));
+      } else if (m->file_bytes != n.size) {
+        report->errors.push_back(fmt::format("inode {}: size {} but object {} holds {} bytes", n.ino, n.size,
+                                             n.object, m->file_bytes));
+      }
+    }
+    TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning inodes"));
+  }
+  std::unique_ptr<rocksdb::Iterator> it(im.db->NewIterator(rocksdb::ReadOptions(), im.objects_cf));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const uint64_t object = GetBigEndian64(it->key().ToStringView());
+    ++report->objects;
+    std::unique_ptr<FileReader> reader;
+    Status s = im.OpenObjectReader(object, &reader);
+    if (s.ok()) {
+      report->chunks += reader->manifest().chunks.size();
+      s = reader->DecodeAll(im.options.batch_bytes, [&](const uint8_t*, size_t n) {
+        report->bytes += n;
+        return Status::OK();
+      });
+    }
+    if (!s.ok()) report->errors.push_back(fmt::format("object {}: {}", object, s.ToString()));
+    std::string v;
+    const bool detached = im.db->Get(rocksdb::ReadOptions(), im.detached_cf, keys::U64(object), &v).ok();
+    if (!named.count(object) && !detached) {
+      report->errors.push_back(fmt::format("object {} is neither named by an inode nor detached", object));
+    }
+    if (reader && reader->manifest().reference != 0) {
+      if (!im.db->Get(rocksdb::ReadOptions(), im.deps_cf, keys::Dep(reader->manifest().reference, object), &v).ok()) {
+        report->errors.push_back(fmt::format("object {}: reference edge from {} missing", object,
+                                             reader->manifest().reference));
+      }
+    }
+  }
+  return FromRocks(it->status(), "scanning objects");
+}
+
+}  // namespace tpde

@@ -1,0 +1,167 @@
+// Store: checkpoints as TPDE keyframes and delta chains in RocksDB.
+//
+// A store is a directory holding one RocksDB database. It keeps
+//   - the namespace: inodes and directory entries (what a mount serves);
+//   - objects: one per stored file version, a manifest (store/manifest.h)
+//     plus chunk payloads (in RocksDB's integrated BlobDB);
+//   - the reference graph: which object is the delta reference of which, and
+//     the objects no longer named by any inode but still referenced
+//     ("detached").
+// The key schema is in docs/format.md.
+//
+// Durability: every mutation commits in one atomic RocksDB WriteBatch written
+// with sync. An ingest first stages its chunk payloads under a fresh
+// (object, generation) that nothing names, then commits manifest, inode,
+// dirent and reference edges in one batch; a crash at any point leaves the
+// store as it was before the ingest or with the whole ingest, and staged
+// payloads of an ingest that never committed are deleted on the next Open.
+//
+// Reference choice: a file ingested as D/name, with D inside P, takes as
+// reference the most recently committed file `name` in another directory of
+// P (run/checkpoint-200/model.safetensors -> run/checkpoint-100/
+// model.safetensors), as long as the resulting chain is at most
+// max_chain_depth deltas deep; otherwise it becomes a keyframe. Safetensors
+// tensors match by name, dtype and shape; other files match as a whole when
+// kind and size match.
+//
+// Deletion: a deleted file that other objects still use as reference is
+// detached; CollectGarbage() re-bases each dependent onto the detached
+// object's nearest live ancestor (or makes it a keyframe) by re-encoding its
+// chunks, then frees the detached object. A run that keeps its last N
+// checkpoints thus holds a bounded store.
+//
+// Thread-safety: all methods may be called concurrently. Mutations are
+// serialised by an internal lock held only while committing; encoding and
+// decoding run outside it. Only one process may open a store (RocksDB's
+// LOCK file): a second Open returns Busy.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codec/chunk.h"
+#include "codec/layout.h"
+#include "codec/status.h"
+#include "store/inode.h"
+#include "store/manifest.h"
+
+namespace tpde {
+
+class FileReader;
+class ThreadPool;
+
+struct StoreOptions {
+  bool create_if_missing = true;
+  int max_chain_depth = 8;          // deltas in a chain before a new keyframe
+  LayoutOptions layout;             // chunk size, text threshold
+  ChunkEncodeOptions encode;        // zstd level
+  size_t threads = 0;               // encode/decode pool; 0 = all cores
+  uint64_t batch_bytes = 64u << 20; // file bytes encoded per parallel batch
+};
+
+// What one ingest produced.
+struct IngestResult {
+  uint64_t ino = 0;
+  uint64_t object = 0;
+  uint64_t reference = 0;     // 0 = keyframe
+  uint64_t file_bytes = 0;
+  uint64_t stored_bytes = 0;  // chunk payloads + manifest
+  FileKind kind = FileKind::kText;
+  std::string note;           // why the file is not coded as safetensors, if so
+};
+
+// Per-file statistics (tpdectl stats).
+struct FileStats {
+  std::string path;
+  uint64_t ino = 0;
+  uint64_t object = 0;
+  uint64_t reference = 0;
+  FileKind kind = FileKind::kText;
+  uint64_t file_bytes = 0;
+  uint64_t stored_bytes = 0;  // payloads + manifest
+  int chain_depth = 0;        // deltas between this file and its keyframe
+  uint64_t chunks_by_mode[4] = {};        // indexed by ChunkMode
+  uint64_t stored_bytes_by_mode[4] = {};  // payload bytes by mode
+};
+
+struct StoreStats {
+  uint64_t files = 0;
+  uint64_t directories = 0;
+  uint64_t logical_bytes = 0;    // sum of file sizes
+  uint64_t stored_bytes = 0;     // payloads + manifests of every object
+  uint64_t detached_objects = 0; // deleted files kept as references
+  uint64_t detached_bytes = 0;
+  uint64_t disk_bytes = 0;       // RocksDB SST + blob files
+  std::vector<FileStats> per_file;
+};
+
+struct VerifyReport {
+  uint64_t files = 0;
+  uint64_t objects = 0;
+  uint64_t chunks = 0;
+  uint64_t bytes = 0;
+  std::vector<std::string> errors;  // one line each; empty when all is well
+};
+
+class Store {
+ public:
+  // Opens (or creates) the store in `dir`. Busy if another process holds it.
+  static Status Open(const std::string& dir, const StoreOptions& options, std::unique_ptr<Store>* store);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // ---- Namespace ----
+  Status GetInode(uint64_t ino, Inode* out);
+  Status Lookup(uint64_t parent, std::string_view name, Inode* out);
+  // Resolves a '/'-separated path relative to the root ("" or "/" = root).
+  Status Resolve(std::string_view path, Inode* out);
+  Status ReadDir(uint64_t ino, std::vector<DirEntry>* out);
+  // Creates directory `name` in `parent` (AlreadyExists if present).
+  Status MakeDirectory(uint64_t parent, std::string_view name, uint32_t mode, Inode* out);
+  // mkdir -p of a path; returns the last directory.
+  Status MakeDirectories(std::string_view path, Inode* out);
+  Status Symlink(uint64_t parent, std::string_view name, std::string_view target, Inode* out);
+  // Removes a file or symlink; the content is freed or detached.
+  Status Unlink(uint64_t parent, std::string_view name);
+  // Removes an empty directory.
+  Status RemoveDirectory(uint64_t parent, std::string_view name);
+  // Removes a path recursively (rm -rf).
+  Status RemoveTree(std::string_view path);
+  // Sets permission bits and/or mtime of an inode (nullptr = unchanged).
+  Status SetAttributes(uint64_t ino, const uint32_t* mode, const int64_t* mtime_ns);
+
+  // ---- Content ----
+  // Stores the content of the local file `src_path` as `name` in directory
+  // `parent`, replacing a file of that name. Mode and mtime are taken from
+  // the source. Reads the source once, in batches: memory is bounded by
+  // options.batch_bytes plus a few chunks per thread.
+  Status IngestFile(uint64_t parent, std::string_view name, const std::string& src_path, IngestResult* result);
+
+  // Opens a reader on a file's committed content. The reader sees a snapshot:
+  // later deletes or re-bases do not disturb it.
+  Status OpenReader(uint64_t ino, std::unique_ptr<FileReader>* reader);
+
+  // Re-bases the dependents of detached objects and frees those objects.
+  Status CollectGarbage();
+
+  Status Stats(std::string_view path_prefix, StoreStats* out);
+  // Decodes every object (live and detached) and checks every checksum and
+  // the reference graph.
+  Status Verify(VerifyReport* report);
+
+  ThreadPool* pool();
+  const StoreOptions& options() const;
+
+  struct Impl;
+
+ private:
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tpde

@@ -1,0 +1,81 @@
+// Store internals shared by store.cc, ingest.cc and gc.cc (not public).
+#pragma once
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "codec/thread_pool.h"
+#include "store/file_reader.h"
+#include "store/keys.h"
+#include "store/manifest.h"
+#include "store/store.h"
+
+namespace tpde {
+
+Status FromRocks(const rocksdb::Status& s, std::string_view context);
+
+struct Store::Impl {
+  std::string dir;
+  StoreOptions options;
+  std::unique_ptr<rocksdb::DB> db;
+  rocksdb::ColumnFamilyHandle* default_cf = nullptr;
+  rocksdb::ColumnFamilyHandle* inodes_cf = nullptr;
+  rocksdb::ColumnFamilyHandle* dirents_cf = nullptr;
+  rocksdb::ColumnFamilyHandle* objects_cf = nullptr;
+  rocksdb::ColumnFamilyHandle* chunks_cf = nullptr;
+  rocksdb::ColumnFamilyHandle* deps_cf = nullptr;
+  rocksdb::ColumnFamilyHandle* detached_cf = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  std::unique_ptr<ThreadPool> pool;
+
+  std::mutex commit_mu;  // serialises every namespace or object mutation
+  std::atomic<uint64_t> next_inode{kRootInode + 1};
+  std::atomic<uint64_t> next_object{1};
+  uint64_t next_commit_seq = 1;  // guarded by commit_mu
+
+  std::mutex cache_mu;
+  std::map<uint64_t, std::shared_ptr<const Manifest>> manifest_cache;  // by object id
+
+  ~Impl();
+
+  // ---- Reads (any thread) ----
+  Status GetInode(uint64_t ino, Inode* out, const rocksdb::Snapshot* snap = nullptr);
+  Status Lookup(uint64_t parent, std::string_view name, Inode* out);
+  Status GetManifest(uint64_t object, std::shared_ptr<const Manifest>* out, const rocksdb::Snapshot* snap = nullptr);
+  // Manifests of `object` and each reference down to its keyframe.
+  Status GetChain(uint64_t object, std::vector<std::shared_ptr<const Manifest>>* chain,
+                  const rocksdb::Snapshot* snap = nullptr);
+  Status OpenObjectReader(uint64_t object, std::unique_ptr<FileReader>* reader);
+  // True if some object uses `object` as reference (ignoring `except`).
+  Status HasDependents(uint64_t object, uint64_t except, bool* has);
+  void ForgetManifest(uint64_t object);
+
+  // ---- Mutations (commit_mu held) ----
+  void PutInode(rocksdb::WriteBatch* b, const Inode& n);
+  void PutDirent(rocksdb::WriteBatch* b, uint64_t parent, std::string_view name, uint64_t ino, InodeType type);
+  // The inode no longer names `object`: free it, or detach it if it is
+  // still a reference of others.
+  Status ReleaseObject(rocksdb::WriteBatch* b, uint64_t object);
+  // Deletes `object` (manifest, chunks, its reference edge) and cascades to
+  // a detached reference left without dependents.
+  Status FreeObject(rocksdb::WriteBatch* b, uint64_t object);
+  Status Commit(rocksdb::WriteBatch* b);
+  // Chunk key ranges deleted by committed batches, compacted away later.
+  std::vector<std::pair<std::string, std::string>> freed_ranges;  // guarded by commit_mu
+  // Compacts the freed ranges so their blob files are released. Best effort.
+  void CompactFreed();
+
+  // Re-encodes `object` against `new_reference` (0: keyframe) under a new
+  // generation and commits the swap. commit_mu must NOT be held.
+  Status Rebase(uint64_t object, uint64_t old_reference, uint64_t new_reference);
+};
+
+}  // namespace tpde

@@ -1,0 +1,366 @@
+#include "store/store.h"
+
+#include <gtest/gtest.h>
+#include <fmt/format.h>
+#include <rocksdb/db.h>
+
+#include <random>
+
+#include "store/file_reader.h"
+#include "store/keys.h"
+#include "tests/test_util.h"
+
+namespace tpde {
+namespace {
+
+namespace fs = std::filesystem;
+using test::MakeSafetensors;
+using test::TempDir;
+using test::TestTensor;
+
+const char* kDtypes[] = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "I64", "I32",
+                         "I16", "I8",  "U64", "U32", "U16", "U8",      "BOOL"};
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    options_.layout.chunk_bytes = 4096;  // many chunks from small tensors
+    options_.threads = 2;
+    Reopen();
+  }
+
+  void Reopen() {
+    store_.reset();
+    ASSERT_TRUE(Store::Open((dir_.path() / "store").string(), options_, &store_).ok());
+  }
+
+  // Writes `bytes` to a source file and ingests it as `path`.
+  IngestResult Put(const std::string& path, const std::string& bytes) {
+    const fs::path src = dir_.path() / "src" / path;
+    test::WriteFile(src, bytes);
+    Inode parent;
+    Status s = store_->MakeDirectories(fs::path(path).parent_path().string(), &parent);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    IngestResult r;
+    s = store_->IngestFile(parent.ino, fs::path(path).filename().string(), src.string(), &r);
+    EXPECT_TRUE(s.ok()) << path << ": " << s.ToString();
+    return r;
+  }
+
+  // Reads `path` back whole, through the parallel decoder.
+  std::string Get(const std::string& path) {
+    Inode n;
+    Status s = store_->Resolve(path, &n);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    std::unique_ptr<FileReader> reader;
+    s = store_->OpenReader(n.ino, &reader);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    if (!s.ok()) return "";
+    std::string out;
+    s = reader->DecodeAll(1 << 16, [&](const uint8_t* d, size_t len) {
+      out.append(reinterpret_cast<const char*>(d), len);
+      return Status::OK();
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return out;
+  }
+
+  int Depth(const std::string& path) {
+    Inode n;
+    EXPECT_TRUE(store_->Resolve(path, &n).ok());
+    std::unique_ptr<FileReader> reader;
+    EXPECT_TRUE(store_->OpenReader(n.ino, &reader).ok());
+    return reader ? reader->chain_depth() : -1;
+  }
+
+  uint64_t StoredBytes() {
+    StoreStats st;
+    EXPECT_TRUE(store_->Stats("", &st).ok());
+    return st.stored_bytes;
+  }
+
+  void ExpectVerifies() {
+    VerifyReport r;
+    ASSERT_TRUE(store_->Verify(&r).ok());
+    for (const auto& e : r.errors) ADD_FAILURE() << e;
+  }
+
+  // A model with one tensor per dtype in sizes 0, 1, odd and just above a
+  // chunk, deterministic in `seed`.
+  std::vector<TestTensor> Model(uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<TestTensor> t;
+    for (const char* d : kDtypes) {
+      const int w = test::WidthOf(d);
+      for (uint64_t n : {uint64_t{0}, uint64_t{1}, uint64_t{333}, uint64_t(4096 / w + 1)}) {
+        t.push_back({fmt::format("{}.{}", d, n), d, {n}, test::RandomBytes(rng, n * w)});
+      }
+    }
+    return t;
+  }
+
+  TempDir dir_;
+  StoreOptions options_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, EveryDtypeAndSizeRoundTripsThroughKeyframeSparseDenseAndSame) {
+  std::mt19937_64 rng(3);
+  std::vector<TestTensor> model = Model(1);
+  std::vector<std::string> files;
+  for (int step = 0; step < 4; ++step) {
+    if (step == 1) {
+      for (auto& t : model) test::Perturb(rng, &t.data, test::WidthOf(t.dtype), 0.01);  // sparse
+    } else if (step == 2) {
+      for (auto& t : model) test::Perturb(rng, &t.data, test::WidthOf(t.dtype), 1.0);  // dense
+    }  // step 3: identical
+    files.push_back(MakeSafetensors(model, R"({"format":"pt"})"));
+    IngestResult r = Put(fmt::format("run/checkpoint-{}/model.safetensors", step), files.back());
+    EXPECT_EQ(r.kind, FileKind::kSafetensors);
+    EXPECT_EQ(r.reference != 0, step > 0);
+  }
+  for (int step = 0; step < 4; ++step) {
+    EXPECT_TRUE(Get(fmt::format("run/checkpoint-{}/model.safetensors", step)) == files[step]) << step;
+  }
+  StoreStats st;
+  ASSERT_TRUE(store_->Stats("run", &st).ok());
+  ASSERT_EQ(st.per_file.size(), 4u);
+  EXPECT_GT(st.per_file[1].chunks_by_mode[static_cast<int>(ChunkMode::kDeltaSparse)], 0u);
+  EXPECT_GT(st.per_file[2].chunks_by_mode[static_cast<int>(ChunkMode::kDeltaDense)], 0u);
+  EXPECT_EQ(st.per_file[3].chunks_by_mode[static_cast<int>(ChunkMode::kSame)],
+            st.per_file[3].chunks_by_mode[0] + st.per_file[3].chunks_by_mode[1] +
+                st.per_file[3].chunks_by_mode[2] + st.per_file[3].chunks_by_mode[3]);
+  ExpectVerifies();
+}
+
+TEST_F(StoreTest, RandomRangeReadsMatch) {
+  std::vector<TestTensor> model = Model(2);
+  const std::string file = MakeSafetensors(model);
+  Put("a/b/model.safetensors", file);
+  Inode n;
+  ASSERT_TRUE(store_->Resolve("a/b/model.safetensors", &n).ok());
+  std::unique_ptr<FileReader> reader;
+  ASSERT_TRUE(store_->OpenReader(n.ino, &reader).ok());
+  ChunkScratch scratch;
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 200; ++i) {
+    const uint64_t off = rng() % (file.size() + 10);
+    const uint64_t len = rng() % 20000;
+    std::string buf(len, '\0');
+    uint64_t got = 0;
+    ASSERT_TRUE(reader->Read(off, len, reinterpret_cast<uint8_t*>(buf.data()), &got, &scratch).ok());
+    const std::string expect = off < file.size() ? file.substr(off, len) : "";
+    ASSERT_EQ(got, expect.size());
+    EXPECT_TRUE(buf.substr(0, got) == expect) << off << "+" << len;
+  }
+}
+
+TEST_F(StoreTest, ChainsStopAtTheDepthLimit) {
+  options_.max_chain_depth = 3;
+  Reopen();
+  std::mt19937_64 rng(4);
+  std::vector<TestTensor> model = Model(3);
+  std::vector<std::string> files;
+  for (int step = 0; step < 9; ++step) {
+    for (auto& t : model) test::Perturb(rng, &t.data, test::WidthOf(t.dtype), 0.05);
+    files.push_back(MakeSafetensors(model));
+    Put(fmt::format("run/checkpoint-{}/model.safetensors", step), files.back());
+  }
+  for (int step = 0; step < 9; ++step) {
+    const std::string p = fmt::format("run/checkpoint-{}/model.safetensors", step);
+    EXPECT_EQ(Depth(p), step % 4) << p;
+    EXPECT_TRUE(Get(p) == files[step]) << p;
+  }
+}
+
+TEST_F(StoreTest, DeletingTheMiddleOrRootOfAChainKeepsDependentsAndFreesSpace) {
+  std::mt19937_64 rng(6);
+  std::vector<TestTensor> model = Model(4);
+  std::vector<std::string> files;
+  for (int step = 0; step < 5; ++step) {
+    for (auto& t : model) test::Perturb(rng, &t.data, test::WidthOf(t.dtype), 0.3);
+    files.push_back(MakeSafetensors(model));
+    Put(fmt::format("run/ckpt-{}/model.safetensors", step), files.back());
+  }
+  const uint64_t before = StoredBytes();
+
+  // Middle: ckpt-2 is the reference of ckpt-3.
+  ASSERT_TRUE(store_->RemoveTree("run/ckpt-2").ok());
+  StoreStats st;
+  ASSERT_TRUE(store_->Stats("", &st).ok());
+  EXPECT_EQ(st.detached_objects, 1u);
+  for (int step : {0, 1, 3, 4}) EXPECT_TRUE(Get(fmt::format("run/ckpt-{}/model.safetensors", step)) == files[step]);
+  ASSERT_TRUE(store_->CollectGarbage().ok());
+  ASSERT_TRUE(store_->Stats("", &st).ok());
+  EXPECT_EQ(st.detached_objects, 0u);
+  EXPECT_EQ(Depth("run/ckpt-3/model.safetensors"), 2);  // re-based onto ckpt-1
+  const uint64_t after_middle = StoredBytes();
+  EXPECT_LT(after_middle, before);
+
+  // Root: ckpt-0 is the keyframe of everything.
+  ASSERT_TRUE(store_->RemoveTree("run/ckpt-0").ok());
+  ASSERT_TRUE(store_->CollectGarbage().ok());
+  EXPECT_EQ(Depth("run/ckpt-1/model.safetensors"), 0);
+  for (int step : {1, 3, 4}) EXPECT_TRUE(Get(fmt::format("run/ckpt-{}/model.safetensors", step)) == files[step]);
+  EXPECT_LT(StoredBytes(), after_middle);
+  ExpectVerifies();
+
+  Reopen();  // and it all survives a restart
+  for (int step : {1, 3, 4}) EXPECT_TRUE(Get(fmt::format("run/ckpt-{}/model.safetensors", step)) == files[step]);
+  ExpectVerifies();
+}
+
+TEST_F(StoreTest, KeepingTheLastTwoCheckpointsKeepsTheStoreBounded) {
+  std::mt19937_64 rng(7);
+  std::vector<TestTensor> model = Model(5);
+  uint64_t peak_after_warmup = 0, first_peak = 0;
+  std::vector<std::string> live;
+  for (int step = 0; step < 20; ++step) {
+    for (auto& t : model) test::Perturb(rng, &t.data, test::WidthOf(t.dtype), 0.5);
+    const std::string file = MakeSafetensors(model);
+    Put(fmt::format("run/checkpoint-{}/model.safetensors", step), file);
+    live.push_back(file);
+    if (step >= 2) {
+      ASSERT_TRUE(store_->RemoveTree(fmt::format("run/checkpoint-{}", step - 2)).ok());
+      ASSERT_TRUE(store_->CollectGarbage().ok());
+    }
+    const uint64_t stored = StoredBytes();
+    if (step == 3) first_peak = stored;
+    if (step > 3) peak_after_warmup = std::max(peak_after_warmup, stored);
+  }
+  EXPECT_LE(peak_after_warmup, first_peak * 3 / 2);
+  EXPECT_TRUE(Get("run/checkpoint-18/model.safetensors") == live[18]);
+  EXPECT_TRUE(Get("run/checkpoint-19/model.safetensors") == live[19]);
+  ExpectVerifies();
+}
+
+TEST_F(StoreTest, MalformedSafetensorsAreStoredAsBytes) {
+  std::vector<TestTensor> model = Model(6);
+  const std::string good = MakeSafetensors(model);
+  const std::string truncated = good.substr(0, good.size() - 3);
+  IngestResult r = Put("x/bad/model.safetensors", truncated);
+  EXPECT_NE(r.kind, FileKind::kSafetensors);
+  EXPECT_NE(r.note.find("data buffer holds"), std::string::npos) << r.note;
+  EXPECT_TRUE(Get("x/bad/model.safetensors") == truncated);
+  r = Put("x/garbage/model.safetensors", "not a safetensors file at all");
+  EXPECT_FALSE(r.note.empty());
+  EXPECT_EQ(Get("x/garbage/model.safetensors"), "not a safetensors file at all");
+  ExpectVerifies();
+}
+
+TEST_F(StoreTest, OtherFilesDeltaAgainstTheSameNameWhenSizesMatch) {
+  std::mt19937_64 rng(8);
+  std::string opt = std::string(8, '\0') + test::RandomBytes(rng, 300003);  // binary, with a 3-byte tail
+  IngestResult r0 = Put("run/c1/optimizer.pt", opt);
+  EXPECT_EQ(r0.kind, FileKind::kBinary);
+  std::string opt2 = opt;
+  test::Perturb(rng, &opt2, 4, 0.02);
+  IngestResult r1 = Put("run/c2/optimizer.pt", opt2);
+  EXPECT_EQ(r1.reference, r0.object);
+  EXPECT_LT(r1.stored_bytes, r0.stored_bytes / 5);
+  const std::string json = R"({"global_step": 100, "log_history": []})";
+  EXPECT_EQ(Put("run/c1/trainer_state.json", json).kind, FileKind::kText);
+  Put("run/c2/trainer_state.json", "{}");
+  Put("run/c2/empty", "");
+  EXPECT_TRUE(Get("run/c2/optimizer.pt") == opt2);
+  EXPECT_EQ(Get("run/c1/trainer_state.json"), json);
+  EXPECT_EQ(Get("run/c2/trainer_state.json"), "{}");
+  Inode n;
+  ASSERT_TRUE(store_->Resolve("run/c2/empty", &n).ok());
+  EXPECT_EQ(n.size, 0u);
+  ExpectVerifies();
+}
+
+TEST_F(StoreTest, OverwritingAFileReplacesItsContent) {
+  Put("d/f", "first version");
+  Put("d/f", "second");
+  EXPECT_EQ(Get("d/f"), "second");
+  ExpectVerifies();
+}
+
+TEST_F(StoreTest, ASecondOpenOfTheSameStoreIsBusy) {
+  std::unique_ptr<Store> other;
+  Status s = Store::Open((dir_.path() / "store").string(), options_, &other);
+  EXPECT_TRUE(s.IsBusy()) << s.ToString();
+  EXPECT_NE(s.message().find("in use"), std::string::npos);
+}
+
+TEST_F(StoreTest, OpeningAMissingStoreWithoutCreateFails) {
+  StoreOptions o = options_;
+  o.create_if_missing = false;
+  std::unique_ptr<Store> other;
+  EXPECT_TRUE(Store::Open((dir_.path() / "nowhere").string(), o, &other).IsNotFound());
+}
+
+// Opens the store's RocksDB directly, for tests that tamper with it.
+std::unique_ptr<rocksdb::DB> OpenRaw(const std::string& dir, std::vector<rocksdb::ColumnFamilyHandle*>* handles) {
+  std::vector<std::string> names;
+  EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const auto& n : names) {
+    rocksdb::ColumnFamilyOptions o;
+    if (n == keys::kChunks) o.enable_blob_files = true;
+    cfs.emplace_back(n, o);
+  }
+  rocksdb::DB* db = nullptr;
+  EXPECT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), dir, cfs, handles, &db).ok());
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == keys::kChunks) std::swap((*handles)[0], (*handles)[i]);  // chunks first
+  }
+  return std::unique_ptr<rocksdb::DB>(db);
+}
+
+TEST_F(StoreTest, CorruptChunkIsReportedAndNeverReturned) {
+  std::mt19937_64 rng(9);
+  Put("run/c/model.safetensors", MakeSafetensors(Model(7)));
+  store_.reset();
+  {
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    auto db = OpenRaw((dir_.path() / "store").string(), &h);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), h[0]));
+    it->SeekToFirst();
+    ASSERT_TRUE(it->Valid());
+    std::string key = it->key().ToString(), value = it->value().ToString();
+    value[value.size() / 2] ^= 0x10;
+    it.reset();
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), h[0], key, value).ok());
+    for (auto* cf : h) db->DestroyColumnFamilyHandle(cf);
+  }
+  Reopen();
+  VerifyReport r;
+  ASSERT_TRUE(store_->Verify(&r).ok());
+  ASSERT_FALSE(r.errors.empty());
+  EXPECT_NE(r.errors[0].find("checksum"), std::string::npos) << r.errors[0];
+  Inode n;
+  ASSERT_TRUE(store_->Resolve("run/c/model.safetensors", &n).ok());
+  std::unique_ptr<FileReader> reader;
+  ASSERT_TRUE(store_->OpenReader(n.ino, &reader).ok());
+  Status s = reader->DecodeAll(1 << 20, [](const uint8_t*, size_t) { return Status::OK(); });
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+}
+
+TEST_F(StoreTest, PayloadsStagedByAnIngestThatNeverCommittedAreDeletedOnOpen) {
+  Put("run/c/file", "committed");
+  store_.reset();
+  {
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    auto db = OpenRaw((dir_.path() / "store").string(), &h);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), h[0], keys::Chunk(999, 1, 0), "staged").ok());
+    for (auto* cf : h) db->DestroyColumnFamilyHandle(cf);
+  }
+  Reopen();
+  store_.reset();
+  {
+    std::vector<rocksdb::ColumnFamilyHandle*> h;
+    auto db = OpenRaw((dir_.path() / "store").string(), &h);
+    std::string v;
+    EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), h[0], keys::Chunk(999, 1, 0), &v).IsNotFound());
+    for (auto* cf : h) db->DestroyColumnFamilyHandle(cf);
+  }
+  Reopen();
+  EXPECT_EQ(Get("run/c/file"), "committed");
+  ExpectVerifies();
+}
+
+}  // namespace
+}  // namespace tpde

@@ -1,0 +1,290 @@
+// tpdectl: offline administration of a tpde store (opens it directly).
+//
+//   tpdectl import SRC_DIR --store STORE [--prefix PATH]
+//   tpdectl export PATH DEST_DIR --store STORE
+//   tpdectl ls [PATH] --store STORE
+//   tpdectl rm PATH --store STORE
+//   tpdectl stats [PATH] --store STORE [--json]
+//   tpdectl verify --store STORE
+//   tpdectl gc --store STORE
+//
+// Every error prints one line on stderr and exits with status 1.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "codec/thread_pool.h"
+#include "store/file_reader.h"
+#include "store/store.h"
+#include "store/tree_io.h"
+#include "tools/progress.h"
+
+namespace fs = std::filesystem;
+using tpde::Status;
+
+namespace {
+
+[[noreturn]] void Die(const Status& s) {
+  fmt::print(stderr, "tpdectl: {}\n", s.ToString());
+  std::exit(1);
+}
+
+void Check(const Status& s) {
+  if (!s.ok()) Die(s);
+}
+
+std::string HumanBytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024 && u < 4) {
+    b /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{:.0f} {}", b, units[u]) : fmt::format("{:.2f} {}", b, units[u]);
+}
+
+double Ratio(uint64_t logical, uint64_t stored) { return stored == 0 ? 0.0 : double(logical) / double(stored); }
+
+uint64_t TreeBytes(const fs::path& p) {
+  std::error_code ec;
+  if (fs::is_regular_file(fs::symlink_status(p, ec))) return fs::file_size(p, ec);
+  uint64_t n = 0;
+  if (fs::is_directory(fs::symlink_status(p, ec))) {
+    for (const auto& e : fs::recursive_directory_iterator(p, ec)) {
+      if (e.is_regular_file(ec) && !e.is_symlink(ec)) n += e.file_size(ec);
+    }
+  }
+  return n;
+}
+
+std::unique_ptr<tpde::Store> OpenStore(const std::string& dir, bool create, const tpde::StoreOptions& base) {
+  tpde::StoreOptions o = base;
+  o.create_if_missing = create;
+  std::unique_ptr<tpde::Store> store;
+  Check(tpde::Store::Open(dir, o, &store));
+  return store;
+}
+
+// ---- import -----------------------------------------------------------------
+
+int CmdImport(const std::string& store_dir, const tpde::StoreOptions& opt, const std::string& src,
+              const std::string& prefix) {
+  std::error_code ec;
+  if (!fs::is_directory(src, ec)) Die(Status::InvalidArgument(fmt::format("'{}' is not a directory", src)));
+  auto store = OpenStore(store_dir, true, opt);
+  tpde::Inode dest;
+  Check(store->MakeDirectories(prefix, &dest));
+  tpde::Progress progress(TreeBytes(src));
+  uint64_t files = 0, logical = 0, stored = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  Check(tpde::ImportTree(
+      store.get(), src, dest.ino,
+      [&](const std::string& path, const tpde::IngestResult& r) {
+        if (!r.note.empty()) progress.Message(fmt::format("{}: {}", path, r.note));
+        ++files;
+        logical += r.file_bytes;
+        stored += r.stored_bytes;
+        progress.SetLabel(path);
+        progress.Advance(r.file_bytes);
+      },
+      [&](const std::string& path) { progress.Message(fmt::format("{}: skipped (not a file, directory or symlink)", path)); }));
+  progress.Finish();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print("imported {} files, {} -> {} ({:.2f}x) in {:.1f} s ({:.0f} MB/s)\n", files,
+             HumanBytes(double(logical)), HumanBytes(double(stored)), Ratio(logical, stored), secs,
+             logical / 1e6 / std::max(secs, 1e-9));
+  return 0;
+}
+
+// ---- export -----------------------------------------------------------------
+
+int CmdExport(const std::string& store_dir, const tpde::StoreOptions& opt, const std::string& path,
+              const std::string& dest) {
+  auto store = OpenStore(store_dir, false, opt);
+  tpde::Inode node;
+  Check(store->Resolve(path, &node));
+  tpde::StoreStats stats;
+  Check(store->Stats(path, &stats));
+  tpde::Progress progress(stats.logical_bytes);
+  fs::path target = dest;
+  if (node.type != tpde::InodeType::kDirectory) {
+    std::error_code ec;
+    fs::create_directories(dest, ec);
+    std::string leaf = path;
+    while (!leaf.empty() && leaf.back() == '/') leaf.pop_back();
+    target /= fs::path(leaf).filename();
+  }
+  Check(tpde::ExportTree(store.get(), node, target.string(), [&](const std::string& p, uint64_t bytes) {
+    progress.SetLabel(p);
+    progress.Advance(bytes);
+  }));
+  progress.Finish();
+  fmt::print("exported {} files, {}\n", stats.files, HumanBytes(double(stats.logical_bytes)));
+  return 0;
+}
+
+// ---- ls, rm, gc -------------------------------------------------------------
+
+int CmdLs(const std::string& store_dir, const tpde::StoreOptions& opt, const std::string& path) {
+  auto store = OpenStore(store_dir, false, opt);
+  tpde::Inode node;
+  Check(store->Resolve(path, &node));
+  std::vector<tpde::DirEntry> entries;
+  if (node.type == tpde::InodeType::kDirectory) {
+    Check(store->ReadDir(node.ino, &entries));
+  } else {
+    entries.push_back({fs::path(path).filename().string(), node.ino, node.type});
+  }
+  for (const auto& e : entries) {
+    tpde::Inode n;
+    Check(store->GetInode(e.ino, &n));
+    if (n.type == tpde::InodeType::kDirectory) {
+      fmt::print("{:>12}  {}/\n", "-", e.name);
+    } else if (n.type == tpde::InodeType::kSymlink) {
+      fmt::print("{:>12}  {} -> {}\n", "-", e.name, n.target);
+    } else {
+      fmt::print("{:>12}  {}\n", n.size, e.name);
+    }
+  }
+  return 0;
+}
+
+int CmdRm(const std::string& store_dir, const tpde::StoreOptions& opt, const std::string& path) {
+  auto store = OpenStore(store_dir, false, opt);
+  Check(store->RemoveTree(path));
+  Check(store->CollectGarbage());
+  return 0;
+}
+
+int CmdGc(const std::string& store_dir, const tpde::StoreOptions& opt) {
+  auto store = OpenStore(store_dir, false, opt);
+  Check(store->CollectGarbage());
+  return 0;
+}
+
+// ---- stats, verify ----------------------------------------------------------
+
+int CmdStats(const std::string& store_dir, const tpde::StoreOptions& opt, const std::string& path, bool json) {
+  auto store = OpenStore(store_dir, false, opt);
+  tpde::StoreStats st;
+  Check(store->Stats(path, &st));
+  const tpde::ChunkMode modes[] = {tpde::ChunkMode::kKey, tpde::ChunkMode::kDeltaDense,
+                                   tpde::ChunkMode::kDeltaSparse, tpde::ChunkMode::kSame};
+  if (json) {
+    nlohmann::json j;
+    j["files"] = st.files;
+    j["directories"] = st.directories;
+    j["logical_bytes"] = st.logical_bytes;
+    j["stored_bytes"] = st.stored_bytes;
+    j["ratio"] = Ratio(st.logical_bytes, st.stored_bytes);
+    j["detached_objects"] = st.detached_objects;
+    j["detached_bytes"] = st.detached_bytes;
+    j["disk_bytes"] = st.disk_bytes;
+    j["per_file"] = nlohmann::json::array();
+    for (const auto& f : st.per_file) {
+      nlohmann::json jf;
+      jf["path"] = f.path;
+      jf["kind"] = tpde::FileKindName(f.kind);
+      jf["file_bytes"] = f.file_bytes;
+      jf["stored_bytes"] = f.stored_bytes;
+      jf["ratio"] = Ratio(f.file_bytes, f.stored_bytes);
+      jf["chain_depth"] = f.chain_depth;
+      jf["object"] = f.object;
+      jf["reference"] = f.reference;
+      for (auto m : modes) {
+        jf["chunks"][tpde::ChunkModeName(m)] = f.chunks_by_mode[static_cast<int>(m)];
+        jf["payload_bytes"][tpde::ChunkModeName(m)] = f.stored_bytes_by_mode[static_cast<int>(m)];
+      }
+      j["per_file"].push_back(jf);
+    }
+    fmt::print("{}\n", j.dump(2));
+    return 0;
+  }
+  fmt::print("{:<56} {:>11} {:>11} {:>7} {:>5}  {}\n", "file", "bytes", "stored", "ratio", "depth",
+             "chunks KEY/DENSE/SPARSE/SAME");
+  for (const auto& f : st.per_file) {
+    fmt::print("{:<56} {:>11} {:>11} {:>6.2f}x {:>5}  {}/{}/{}/{}\n", f.path, f.file_bytes, f.stored_bytes,
+               Ratio(f.file_bytes, f.stored_bytes), f.chain_depth, f.chunks_by_mode[0], f.chunks_by_mode[1],
+               f.chunks_by_mode[2], f.chunks_by_mode[3]);
+  }
+  fmt::print("\n{} files in {} directories\n", st.files, st.directories);
+  fmt::print("logical  {:>14} bytes ({})\n", st.logical_bytes, HumanBytes(double(st.logical_bytes)));
+  fmt::print("stored   {:>14} bytes ({})\n", st.stored_bytes, HumanBytes(double(st.stored_bytes)));
+  fmt::print("ratio    {:>14.2f}x\n", Ratio(st.logical_bytes, st.stored_bytes));
+  if (st.detached_objects > 0) {
+    fmt::print("detached {:>14} objects ({} kept as references; run 'tpdectl gc')\n", st.detached_objects,
+               HumanBytes(double(st.detached_bytes)));
+  }
+  fmt::print("on disk  {:>14} bytes ({}, RocksDB files)\n", st.disk_bytes, HumanBytes(double(st.disk_bytes)));
+  return 0;
+}
+
+int CmdVerify(const std::string& store_dir, const tpde::StoreOptions& opt) {
+  auto store = OpenStore(store_dir, false, opt);
+  tpde::VerifyReport r;
+  const auto t0 = std::chrono::steady_clock::now();
+  Check(store->Verify(&r));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (const auto& e : r.errors) fmt::print(stderr, "tpdectl: verify: {}\n", e);
+  fmt::print("verified {} files, {} objects, {} chunks, {} decoded in {:.2f} s: {}\n", r.files, r.objects, r.chunks,
+             HumanBytes(double(r.bytes)), secs, r.errors.empty() ? "OK" : fmt::format("{} ERRORS", r.errors.size()));
+  return r.errors.empty() ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tpdectl: administer a tpde checkpoint store"};
+  app.require_subcommand(1);
+  std::string store_dir;
+  tpde::StoreOptions opt;
+  size_t threads = 0;
+  auto add_store = [&](CLI::App* cmd) {
+    cmd->add_option("--store", store_dir, "store directory")->required();
+    cmd->add_option("--threads", threads, "encode/decode threads (0: all cores)");
+  };
+  std::string src, prefix, path, dest;
+  bool json = false;
+
+  auto* imp = app.add_subcommand("import", "ingest a directory tree");
+  imp->add_option("SRC_DIR", src, "directory to import")->required();
+  imp->add_option("--prefix", prefix, "store path to import under (default: the root)");
+  imp->add_option("--chain-depth", opt.max_chain_depth, "deltas per chain before a new keyframe")
+      ->check(CLI::Range(0, 62));
+  imp->add_option("--zstd-level", opt.encode.zstd_level, "zstd level of every stream")->check(CLI::Range(1, 22));
+  add_store(imp);
+  auto* exp = app.add_subcommand("export", "write a stored file or tree to a directory");
+  exp->add_option("PATH", path, "store path")->required();
+  exp->add_option("DEST_DIR", dest, "destination directory")->required();
+  add_store(exp);
+  auto* ls = app.add_subcommand("ls", "list a directory");
+  ls->add_option("PATH", path, "store path");
+  add_store(ls);
+  auto* rm = app.add_subcommand("rm", "remove a file or tree and reclaim its space");
+  rm->add_option("PATH", path, "store path")->required();
+  add_store(rm);
+  auto* stats = app.add_subcommand("stats", "sizes, ratios, chunk modes and chain depths");
+  stats->add_option("PATH", path, "store path (default: everything)");
+  stats->add_flag("--json", json, "machine-readable output");
+  add_store(stats);
+  auto* verify = app.add_subcommand("verify", "decode everything and check every checksum");
+  add_store(verify);
+  auto* gc = app.add_subcommand("gc", "re-base dependents of deleted files and free their space");
+  add_store(gc);
+
+  CLI11_PARSE(app, argc, argv);
+  opt.threads = threads;
+  if (*imp) return CmdImport(store_dir, opt, src, prefix);
+  if (*exp) return CmdExport(store_dir, opt, path, dest);
+  if (*ls) return CmdLs(store_dir, opt, path);
+  if (*rm) return CmdRm(store_dir, opt, path);
+  if (*stats) return CmdStats(store_dir, opt, path, json);
+  if (*verify) return CmdVerify(store_dir, opt);
+  if (*gc) return CmdGc(store_dir, opt);
+  return 1;
+}
