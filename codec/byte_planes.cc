@@ -115,6 +115,7 @@ auto ByWidth(int width, Fn&& fn) {
 }  // namespace
 
 void SplitPlanes(const uint8_t* src, size_t count, int width, uint8_t* planes) {
+  if (count == 0) return;
   if (width == 1) {
     std::memcpy(planes, src, count);
     return;
@@ -123,6 +124,7 @@ void SplitPlanes(const uint8_t* src, size_t count, int width, uint8_t* planes) {
 }
 
 void MergePlanes(const uint8_t* planes, size_t count, int width, uint8_t* dst) {
+  if (count == 0) return;
   if (width == 1) {
     std::memcpy(dst, planes, count);
     return;
