@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <zstd.h>
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -151,11 +152,25 @@ Status ParseChunkRecord(std::string_view in, ChunkRecord* rec) {
 
 namespace {
 
+// True when the order-0 entropy of `data` is so close to 8 bits per byte
+// that zstd cannot shrink it (the low mantissa planes of trained weights):
+// skipping zstd there saves most of the encode time at no cost in size.
+bool LooksIncompressible(const uint8_t* data, size_t size) {
+  if (size < 4096) return false;
+  uint32_t hist[256] = {};
+  for (size_t i = 0; i < size; ++i) hist[data[i]]++;
+  double bits = 0;
+  for (uint32_t h : hist) {
+    if (h != 0) bits -= h * std::log2(double(h) / double(size));
+  }
+  return bits >= 7.95 * double(size);
+}
+
 // Appends one stream (zstd, or raw when zstd does not shrink it) to *payload.
 void AppendStream(ZSTD_CCtx* cctx, int level, const void* data, size_t size, int index, ChunkRecord* rec,
                   std::string* payload) {
   const size_t start = payload->size();
-  if (size > 0) {
+  if (size > 0 && !LooksIncompressible(static_cast<const uint8_t*>(data), size)) {
     payload->resize(start + ZSTD_compressBound(size));
     size_t n = ZSTD_compressCCtx(cctx, payload->data() + start, ZSTD_compressBound(size), data, size, level);
     if (!ZSTD_isError(n) && n < size) {
@@ -164,8 +179,8 @@ void AppendStream(ZSTD_CCtx* cctx, int level, const void* data, size_t size, int
       return;
     }
     payload->resize(start);
-    payload->append(static_cast<const char*>(data), size);
   }
+  payload->append(static_cast<const char*>(data), size);
   rec->raw_mask |= static_cast<uint16_t>(1u << index);
   rec->stream_bytes[index] = static_cast<uint32_t>(size);
 }

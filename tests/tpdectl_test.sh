@@ -51,14 +51,20 @@ expect_error() {  # name, expected text, command...
 }
 expect_error "missing store" "does not exist" "$tpdectl" stats --store "$work/nope"
 expect_error "unknown path" "not found" "$tpdectl" export runs/nope "$work/x" --store "$store"
-# Hold the store open with a second process, then try to use it.
-"$tpdectl" import "$data" --store "$store" --prefix again >/dev/null &
+# Another process holds the store's lock (RocksDB takes an fcntl write lock
+# on STORE/LOCK, as a running tpded or tpdectl does).
+python3 -c '
+import fcntl, sys, time
+f = open(sys.argv[1], "r+")
+fcntl.lockf(f, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(30)
+' "$store/LOCK" >"$work/lock.out" &
 holder=$!
-sleep 0.3
-if kill -0 "$holder" 2>/dev/null; then
-  expect_error "locked store" "in use by another process" "$tpdectl" ls --store "$store"
-fi
-wait "$holder"
+for _ in $(seq 50); do grep -q locked "$work/lock.out" 2>/dev/null && break; sleep 0.1; done
+expect_error "locked store" "in use by another process" "$tpdectl" ls --store "$store"
+kill "$holder"
+wait "$holder" 2>/dev/null || true
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
