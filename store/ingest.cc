@@ -109,35 +109,46 @@ static Status ChooseReference(Store::Impl* impl, uint64_t parent, std::string_vi
   return Status::OK();
 }
 
-Status Store::IngestFile(uint64_t parent, std::string_view name, const std::string& src_path,
-                         IngestResult* result) {
-  Impl& im = *impl_;
-  *result = IngestResult();
-  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos || name.size() > 255) {
-    return Status::InvalidArgument(fmt::format("invalid file name '{}'", name));
-  }
-  FileDescriptor fd(::open(src_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return Status::IOError(fmt::format("open '{}': {}", src_path, std::strerror(errno)));
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return Status::IOError(fmt::format("stat '{}': {}", src_path, std::strerror(errno)));
-  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(fmt::format("'{}' is not a regular file", src_path));
-  Inode dir;
-  TPDE_RETURN_IF_ERROR(im.GetInode(parent, &dir));
-  if (dir.type != InodeType::kDirectory) return Status::InvalidArgument("parent is not a directory");
+namespace {
 
+// Where an ingest lands: an existing inode, or a name in a directory
+// (created, or replaced if it is a file).
+struct IngestTarget {
+  uint64_t parent = 0;
+  std::string name;       // for reference choice (and creation when ino == 0)
+  uint64_t ino = 0;       // 0: by name
+  int64_t mtime_ns = 0;
+  uint32_t mode = 0;      // used when creating or replacing by name
+};
+
+// Finds the name of `ino` in directory `parent` ("" if none).
+std::string NameIn(Store::Impl* im, uint64_t parent, uint64_t ino) {
+  std::unique_ptr<rocksdb::Iterator> it(im->db->NewIterator(rocksdb::ReadOptions(), im->dirents_cf));
+  const std::string prefix = keys::U64(parent);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view v = it->value().ToStringView();
+    if (v.size() == 9 && GetBigEndian64(v) == ino) return std::string(it->key().ToStringView().substr(8));
+  }
+  return "";
+}
+
+Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t size, const IngestTarget& target,
+                IngestResult* result) {
   Manifest m;
-  m.file_bytes = static_cast<uint64_t>(st.st_size);
-  TPDE_RETURN_IF_ERROR(PlanLayout(fd.get(), m.file_bytes, src_path, im.options.layout, &m.kind, &m.segments,
-                                  &result->note));
-  const SourceFn source = [&](uint64_t offset, uint64_t size, uint8_t* dst) {
-    return PreadFull(fd.get(), offset, size, dst, src_path);
+  m.file_bytes = size;
+  TPDE_RETURN_IF_ERROR(
+      PlanLayout(fd, m.file_bytes, src_path, im.options.layout, &m.kind, &m.segments, &result->note));
+  const SourceFn source = [&](uint64_t offset, uint64_t n, uint8_t* dst) {
+    return PreadFull(fd, offset, n, dst, src_path);
   };
 
   // Encode against the chosen reference; if that reference is deleted before
   // we commit, encode once more as a keyframe.
   for (int attempt = 0;; ++attempt) {
     std::shared_ptr<const Manifest> ref;
-    if (attempt == 0) TPDE_RETURN_IF_ERROR(ChooseReference(&im, parent, name, &ref));
+    if (attempt == 0 && !target.name.empty()) {
+      TPDE_RETURN_IF_ERROR(ChooseReference(&im, target.parent, target.name, &ref));
+    }
     std::unique_ptr<FileReader> ref_reader;
     if (ref && MatchSegments(m.kind, m.file_bytes, &m.segments, *ref) > 0) {
       TPDE_RETURN_IF_ERROR(im.OpenObjectReader(ref->object_id, &ref_reader));
@@ -151,40 +162,63 @@ Status Store::IngestFile(uint64_t parent, std::string_view name, const std::stri
     rocksdb::WriteBatch batch;
     TPDE_RETURN_IF_ERROR(EncodeObject(&im, &m, ref_reader.get(), source, &batch));
     ref_reader.reset();
+    auto drop_staged = [&] {
+      rocksdb::WriteBatch drop;
+      drop.DeleteRange(im.chunks_cf, keys::ChunkPrefix(m.object_id, 1), keys::ChunkPrefix(m.object_id, 2));
+      return im.Commit(&drop);
+    };
 
     std::lock_guard<std::mutex> lock(im.commit_mu);
     if (m.reference != 0) {
       std::shared_ptr<const Manifest> still;
       Status rs = im.GetManifest(m.reference, &still);
-      if (rs.IsNotFound() && attempt == 0) continue;  // reference freed meanwhile
+      if (rs.IsNotFound() && attempt == 0) {  // reference freed meanwhile
+        TPDE_RETURN_IF_ERROR(drop_staged());
+        continue;
+      }
       TPDE_RETURN_IF_ERROR(rs);
       batch.Put(im.deps_cf, keys::Dep(m.reference, m.object_id), "");
     }
-    TPDE_RETURN_IF_ERROR(im.GetInode(parent, &dir));  // still there?
+
+    Inode f;
+    if (target.ino != 0) {
+      Status gs = im.GetInode(target.ino, &f);
+      if (gs.IsNotFound()) {
+        TPDE_RETURN_IF_ERROR(drop_staged());
+        return Status::NotFound(fmt::format("inode {} was removed during ingest", target.ino));
+      }
+      TPDE_RETURN_IF_ERROR(gs);
+      if (f.type != InodeType::kFile) return Status::InvalidArgument("not a file");
+      if (f.object != 0) TPDE_RETURN_IF_ERROR(im.ReleaseObject(&batch, f.object));
+    } else {
+      Inode dir;
+      TPDE_RETURN_IF_ERROR(im.GetInode(target.parent, &dir));  // still there?
+      Status ls = im.Lookup(target.parent, target.name, &f);
+      if (ls.ok()) {
+        if (f.type != InodeType::kFile) {
+          return Status::InvalidArgument(fmt::format("'{}' exists and is not a file", target.name));
+        }
+        if (f.object != 0) TPDE_RETURN_IF_ERROR(im.ReleaseObject(&batch, f.object));
+      } else if (ls.IsNotFound()) {
+        f = Inode();
+        f.ino = im.next_inode++;
+        f.type = InodeType::kFile;
+        f.parent = target.parent;
+        im.PutDirent(&batch, target.parent, target.name, f.ino, f.type);
+      } else {
+        return ls;
+      }
+      f.mode = target.mode;
+    }
     m.commit_seq = im.next_commit_seq++;
     batch.Put(im.default_cf, keys::kNextCommitSeq, keys::U64(im.next_commit_seq));
     std::string encoded;
     SerializeManifest(m, &encoded);
     batch.Put(im.objects_cf, keys::U64(m.object_id), encoded);
-
-    Inode f;
-    Status ls = im.Lookup(parent, name, &f);
-    if (ls.ok()) {
-      if (f.type != InodeType::kFile) return Status::InvalidArgument(fmt::format("'{}' exists and is not a file", name));
-      if (f.object != 0) TPDE_RETURN_IF_ERROR(im.ReleaseObject(&batch, f.object));
-    } else if (ls.IsNotFound()) {
-      f = Inode();
-      f.ino = im.next_inode++;
-      f.type = InodeType::kFile;
-      im.PutDirent(&batch, parent, name, f.ino, f.type);
-    } else {
-      return ls;
-    }
-    f.mode = st.st_mode & 07777;
     f.size = m.file_bytes;
     f.object = m.object_id;
-    f.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
-    f.ctime_ns = f.mtime_ns;
+    f.mtime_ns = target.mtime_ns;
+    f.ctime_ns = target.mtime_ns;
     im.PutInode(&batch, f);
     TPDE_RETURN_IF_ERROR(im.Commit(&batch));
 
@@ -196,6 +230,57 @@ Status Store::IngestFile(uint64_t parent, std::string_view name, const std::stri
     result->kind = m.kind;
     return Status::OK();
   }
+}
+
+// Opens a regular file for ingest.
+Status OpenSource(const std::string& src_path, int* fd, struct stat* st) {
+  *fd = ::open(src_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (*fd < 0) return Status::IOError(fmt::format("open '{}': {}", src_path, std::strerror(errno)));
+  if (::fstat(*fd, st) != 0) return Status::IOError(fmt::format("stat '{}': {}", src_path, std::strerror(errno)));
+  if (!S_ISREG(st->st_mode)) return Status::InvalidArgument(fmt::format("'{}' is not a regular file", src_path));
+  return Status::OK();
+}
+
+}  // namespace
+
+Status Store::IngestFile(uint64_t parent, std::string_view name, const std::string& src_path,
+                         IngestResult* result) {
+  *result = IngestResult();
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos || name.size() > 255) {
+    return Status::InvalidArgument(fmt::format("invalid file name '{}'", name));
+  }
+  int raw_fd = -1;
+  struct stat st {};
+  Status s = OpenSource(src_path, &raw_fd, &st);
+  FileDescriptor fd(raw_fd);
+  TPDE_RETURN_IF_ERROR(s);
+  Inode dir;
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(parent, &dir));
+  if (dir.type != InodeType::kDirectory) return Status::InvalidArgument("parent is not a directory");
+  IngestTarget target;
+  target.parent = parent;
+  target.name = std::string(name);
+  target.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+  target.mode = st.st_mode & 07777;
+  return IngestFd(*impl_, fd.get(), src_path, static_cast<uint64_t>(st.st_size), target, result);
+}
+
+Status Store::IngestInode(uint64_t ino, const std::string& src_path, int64_t mtime_ns, IngestResult* result) {
+  *result = IngestResult();
+  int raw_fd = -1;
+  struct stat st {};
+  Status s = OpenSource(src_path, &raw_fd, &st);
+  FileDescriptor fd(raw_fd);
+  TPDE_RETURN_IF_ERROR(s);
+  Inode f;
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &f));
+  if (f.type != InodeType::kFile) return Status::InvalidArgument(fmt::format("inode {} is not a file", ino));
+  IngestTarget target;
+  target.ino = ino;
+  target.parent = f.parent;
+  target.name = NameIn(impl_.get(), f.parent, ino);
+  target.mtime_ns = mtime_ns;
+  return IngestFd(*impl_, fd.get(), src_path, static_cast<uint64_t>(st.st_size), target, result);
 }
 
 }  // namespace tpde

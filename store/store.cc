@@ -385,6 +385,7 @@ Status Store::Symlink(uint64_t parent, std::string_view name, std::string_view t
   n.ino = impl_->next_inode++;
   n.type = InodeType::kSymlink;
   n.mode = 0777;
+  n.parent = parent;
   n.size = target.size();
   n.target = std::string(target);
   n.mtime_ns = n.ctime_ns = NowNs();
@@ -453,16 +454,116 @@ Status Store::RemoveTree(std::string_view path) {
   return remove(parent.ino, leaf, n);
 }
 
-Status Store::SetAttributes(uint64_t ino, const uint32_t* mode, const int64_t* mtime_ns) {
+Status Store::SetAttributes(uint64_t ino, const AttrChanges& changes, Inode* out) {
   std::lock_guard<std::mutex> lock(impl_->commit_mu);
   Inode n;
   TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &n));
-  if (mode != nullptr) n.mode = *mode & 07777;
-  if (mtime_ns != nullptr) n.mtime_ns = *mtime_ns;
+  if (changes.mode) n.mode = *changes.mode & 07777;
+  if (changes.uid) n.uid = *changes.uid;
+  if (changes.gid) n.gid = *changes.gid;
+  if (changes.mtime_ns) n.mtime_ns = *changes.mtime_ns;
   n.ctime_ns = NowNs();
   rocksdb::WriteBatch b;
   impl_->PutInode(&b, n);
+  TPDE_RETURN_IF_ERROR(impl_->Commit(&b));
+  if (out != nullptr) *out = n;
+  return Status::OK();
+}
+
+Status Store::CreateFile(uint64_t parent, std::string_view name, uint32_t mode, uint32_t uid, uint32_t gid,
+                         Inode* out) {
+  TPDE_RETURN_IF_ERROR(CheckName(name));
+  std::lock_guard<std::mutex> lock(impl_->commit_mu);
+  Inode p;
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(parent, &p));
+  if (p.type != InodeType::kDirectory) return Status::InvalidArgument("parent is not a directory");
+  Inode existing;
+  if (impl_->Lookup(parent, name, &existing).ok()) return Status::AlreadyExists(fmt::format("'{}' exists", name));
+  Inode n;
+  n.ino = impl_->next_inode++;
+  n.type = InodeType::kFile;
+  n.mode = mode & 07777;
+  n.uid = uid;
+  n.gid = gid;
+  n.parent = parent;
+  n.mtime_ns = n.ctime_ns = NowNs();
+  p.mtime_ns = p.ctime_ns = n.mtime_ns;
+  rocksdb::WriteBatch b;
+  impl_->PutInode(&b, n);
+  impl_->PutInode(&b, p);
+  impl_->PutDirent(&b, parent, name, n.ino, n.type);
+  TPDE_RETURN_IF_ERROR(impl_->Commit(&b));
+  *out = n;
+  return Status::OK();
+}
+
+Status Store::Rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
+                     unsigned flags) {
+  TPDE_RETURN_IF_ERROR(CheckName(new_name));
+  if ((flags & kRenameNoReplace) && (flags & kRenameExchange)) return Status::InvalidArgument("bad rename flags");
+  std::lock_guard<std::mutex> lock(impl_->commit_mu);
+  Inode src, dst_dir;
+  TPDE_RETURN_IF_ERROR(impl_->Lookup(parent, name, &src));
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(new_parent, &dst_dir));
+  if (dst_dir.type != InodeType::kDirectory) return Status::InvalidArgument("target parent is not a directory");
+  if (src.type == InodeType::kDirectory) {
+    // A directory must not move into itself or a descendant.
+    for (uint64_t d = new_parent;; ) {
+      if (d == src.ino) return Status::InvalidArgument("cannot move a directory into itself");
+      if (d == kRootInode) break;
+      Inode di;
+      TPDE_RETURN_IF_ERROR(impl_->GetInode(d, &di));
+      d = di.parent;
+    }
+  }
+  Inode dst;
+  Status ds = impl_->Lookup(new_parent, new_name, &dst);
+  if (!ds.ok() && !ds.IsNotFound()) return ds;
+  const bool exists = ds.ok();
+  if (exists && dst.ino == src.ino) return Status::OK();
+  if ((flags & kRenameNoReplace) && exists) return Status::AlreadyExists(fmt::format("'{}' exists", new_name));
+  if ((flags & kRenameExchange) && !exists) return Status::NotFound(fmt::format("'{}' not found", new_name));
+
+  rocksdb::WriteBatch b;
+  const int64_t now = NowNs();
+  if (flags & kRenameExchange) {
+    impl_->PutDirent(&b, parent, name, dst.ino, dst.type);
+    dst.parent = parent;
+    dst.ctime_ns = now;
+    impl_->PutInode(&b, dst);
+  } else {
+    b.Delete(impl_->dirents_cf, keys::Dirent(parent, name));
+    if (exists) {
+      if (dst.type == InodeType::kDirectory) {
+        if (src.type != InodeType::kDirectory) return Status::InvalidArgument("target is a directory");
+        std::vector<DirEntry> children;
+        TPDE_RETURN_IF_ERROR(ReadDir(dst.ino, &children));
+        if (!children.empty()) return Status::InvalidArgument("target directory is not empty");
+        b.Delete(impl_->inodes_cf, keys::U64(dst.ino));
+      } else {
+        if (src.type == InodeType::kDirectory) return Status::InvalidArgument("target is not a directory");
+        if (dst.nlink > 1) {
+          --dst.nlink;
+          impl_->PutInode(&b, dst);
+        } else {
+          b.Delete(impl_->inodes_cf, keys::U64(dst.ino));
+          if (dst.object != 0) TPDE_RETURN_IF_ERROR(impl_->ReleaseObject(&b, dst.object));
+        }
+      }
+    }
+  }
+  impl_->PutDirent(&b, new_parent, new_name, src.ino, src.type);
+  src.parent = new_parent;
+  src.ctime_ns = now;
+  impl_->PutInode(&b, src);
   return impl_->Commit(&b);
+}
+
+Status Store::CountInodes(uint64_t* count) {
+  *count = 0;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->inodes_cf));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++*count;
+  return FromRocks(it->status(), "counting inodes");
 }
 
 Status Store::OpenReader(uint64_t ino, std::unique_ptr<FileReader>* reader) {
@@ -482,6 +583,71 @@ uint64_t ManifestBytes(const Manifest& m) {
   return s.size();
 }
 }  // namespace
+
+Status Store::FillFileStats(const Inode& n, FileStats* f) {
+  f->ino = n.ino;
+  f->object = n.object;
+  f->file_bytes = n.size;
+  if (n.object == 0) return Status::OK();
+  std::vector<std::shared_ptr<const Manifest>> chain;
+  TPDE_RETURN_IF_ERROR(impl_->GetChain(n.object, &chain));
+  const Manifest& m = *chain[0];
+  f->reference = m.reference;
+  f->kind = m.kind;
+  f->chain_depth = static_cast<int>(chain.size()) - 1;
+  f->stored_bytes = m.payload_bytes() + ManifestBytes(m);
+  for (const auto& c : m.chunks) {
+    f->chunks_by_mode[static_cast<int>(c.mode)]++;
+    f->stored_bytes_by_mode[static_cast<int>(c.mode)] += c.payload_bytes();
+  }
+  return Status::OK();
+}
+
+Status Store::GetFileStats(uint64_t ino, FileStats* out) {
+  *out = FileStats();
+  Inode n;
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &n));
+  TPDE_RETURN_IF_ERROR(FillFileStats(n, out));
+  if (out->reference == 0) return Status::OK();
+  // The path of the file whose object is the reference (a scan; for xattrs).
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->inodes_cf));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    Inode r;
+    if (!ParseInode(it->value().ToStringView(), &r).ok() || r.object != out->reference) continue;
+    std::vector<std::string> parts;
+    std::string name = r.type == InodeType::kFile ? NameOf(r) : "";
+    for (Inode d = r; !name.empty();) {
+      parts.push_back(name);
+      if (d.parent == kRootInode || d.parent == 0) break;
+      Inode up;
+      if (!impl_->GetInode(d.parent, &up).ok()) break;
+      name = NameOf(up);
+      d = up;
+    }
+    for (auto p = parts.rbegin(); p != parts.rend(); ++p) out->reference_path += "/" + *p;
+    return Status::OK();
+  }
+  out->reference_path = fmt::format("(deleted file, object {})", out->reference);
+  return FromRocks(it->status(), "scanning inodes");
+}
+
+std::string Store::NameOf(const Inode& n) {
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->dirents_cf));
+  const std::string prefix = keys::U64(n.parent);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view v = it->value().ToStringView();
+    if (v.size() == 9 && GetBigEndian64(v) == n.ino) return std::string(it->key().ToStringView().substr(8));
+  }
+  return "";
+}
+
+Status Store::RemoveFileInode(uint64_t ino) {
+  Inode n;
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &n));
+  const std::string name = NameOf(n);
+  if (name.empty()) return Status::NotFound(fmt::format("inode {} has no name in its parent", ino));
+  return Unlink(n.parent, name);
+}
 
 Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
   *out = StoreStats();
@@ -508,23 +674,8 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
     ++out->files;
     out->logical_bytes += n.size;
     FileStats f;
+    TPDE_RETURN_IF_ERROR(FillFileStats(n, &f));
     f.path = path;
-    f.ino = n.ino;
-    f.object = n.object;
-    f.file_bytes = n.size;
-    if (n.object != 0) {
-      std::vector<std::shared_ptr<const Manifest>> chain;
-      TPDE_RETURN_IF_ERROR(impl_->GetChain(n.object, &chain));
-      const Manifest& m = *chain[0];
-      f.reference = m.reference;
-      f.kind = m.kind;
-      f.chain_depth = static_cast<int>(chain.size()) - 1;
-      f.stored_bytes = m.payload_bytes() + ManifestBytes(m);
-      for (const auto& c : m.chunks) {
-        f.chunks_by_mode[static_cast<int>(c.mode)]++;
-        f.stored_bytes_by_mode[static_cast<int>(c.mode)] += c.payload_bytes();
-      }
-    }
     out->per_file.push_back(std::move(f));
     return Status::OK();
   };

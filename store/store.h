@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -84,6 +85,7 @@ struct FileStats {
   uint64_t file_bytes = 0;
   uint64_t stored_bytes = 0;  // payloads + manifest
   int chain_depth = 0;        // deltas between this file and its keyframe
+  std::string reference_path; // path of the reference file; "" for a keyframe
   uint64_t chunks_by_mode[4] = {};        // indexed by ChunkMode
   uint64_t stored_bytes_by_mode[4] = {};  // payload bytes by mode
 };
@@ -132,8 +134,25 @@ class Store {
   Status RemoveDirectory(uint64_t parent, std::string_view name);
   // Removes a path recursively (rm -rf).
   Status RemoveTree(std::string_view path);
-  // Sets permission bits and/or mtime of an inode (nullptr = unchanged).
-  Status SetAttributes(uint64_t ino, const uint32_t* mode, const int64_t* mtime_ns);
+  // Creates an empty regular file (no content object) owned by uid:gid.
+  Status CreateFile(uint64_t parent, std::string_view name, uint32_t mode, uint32_t uid, uint32_t gid, Inode* out);
+  // rename(2): flags 0 (replace a file or empty directory target),
+  // kRenameNoReplace (AlreadyExists if the target exists) or kRenameExchange
+  // (swap two existing entries). One atomic commit.
+  static constexpr unsigned kRenameNoReplace = 1;  // RENAME_NOREPLACE
+  static constexpr unsigned kRenameExchange = 2;   // RENAME_EXCHANGE
+  Status Rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
+                unsigned flags);
+  // Changes attributes of an inode; each member left empty is unchanged.
+  struct AttrChanges {
+    std::optional<uint32_t> mode;
+    std::optional<uint32_t> uid;
+    std::optional<uint32_t> gid;
+    std::optional<int64_t> mtime_ns;
+  };
+  Status SetAttributes(uint64_t ino, const AttrChanges& changes, Inode* out = nullptr);
+  // Counts inodes (for statfs).
+  Status CountInodes(uint64_t* count);
 
   // ---- Content ----
   // Stores the content of the local file `src_path` as `name` in directory
@@ -141,6 +160,12 @@ class Store {
   // the source. Reads the source once, in batches: memory is bounded by
   // options.batch_bytes plus a few chunks per thread.
   Status IngestFile(uint64_t parent, std::string_view name, const std::string& src_path, IngestResult* result);
+
+  // Replaces the content of the existing file `ino` with the bytes of the
+  // local file `src_path`, giving it `mtime_ns` (mode and owner unchanged).
+  // The reference is chosen from the file's current name and directory.
+  // NotFound if the inode was removed meanwhile (nothing is committed).
+  Status IngestInode(uint64_t ino, const std::string& src_path, int64_t mtime_ns, IngestResult* result);
 
   // Opens a reader on a file's committed content. The reader sees a snapshot:
   // later deletes or re-bases do not disturb it.
@@ -150,6 +175,10 @@ class Store {
   Status CollectGarbage();
 
   Status Stats(std::string_view path_prefix, StoreStats* out);
+  // Statistics of one file (path left empty; reference_path resolved).
+  Status GetFileStats(uint64_t ino, FileStats* out);
+  // Removes a file by inode (from the directory its inode names as parent).
+  Status RemoveFileInode(uint64_t ino);
   // Decodes every object (live and detached) and checks every checksum and
   // the reference graph.
   Status Verify(VerifyReport* report);
@@ -161,6 +190,8 @@ class Store {
 
  private:
   explicit Store(std::unique_ptr<Impl> impl);
+  Status FillFileStats(const Inode& n, FileStats* f);
+  std::string NameOf(const Inode& n);  // name of n in n.parent ("" if none)
   std::unique_ptr<Impl> impl_;
 };
 

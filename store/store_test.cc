@@ -292,6 +292,53 @@ TEST_F(StoreTest, OpeningAMissingStoreWithoutCreateFails) {
   EXPECT_TRUE(Store::Open((dir_.path() / "nowhere").string(), o, &other).IsNotFound());
 }
 
+TEST_F(StoreTest, CreateIngestInodeAndRenameBehaveLikeAFileSystem) {
+  Inode dir, a, b;
+  ASSERT_TRUE(store_->MakeDirectories("run/ckpt-1", &dir).ok());
+  ASSERT_TRUE(store_->CreateFile(dir.ino, "a", 0640, 1000, 100, &a).ok());
+  EXPECT_TRUE(store_->CreateFile(dir.ino, "a", 0640, 0, 0, &b).IsAlreadyExists());
+  Inode got;
+  ASSERT_TRUE(store_->GetInode(a.ino, &got).ok());
+  EXPECT_EQ(got.size, 0u);
+  EXPECT_EQ(got.uid, 1000u);
+  EXPECT_EQ(got.mode, 0640u);
+
+  test::WriteFile(dir_.path() / "spool-a", "content of a");
+  IngestResult r;
+  ASSERT_TRUE(store_->IngestInode(a.ino, (dir_.path() / "spool-a").string(), 12345, &r).ok());
+  EXPECT_EQ(Get("run/ckpt-1/a"), "content of a");
+  ASSERT_TRUE(store_->GetInode(a.ino, &got).ok());
+  EXPECT_EQ(got.mtime_ns, 12345);
+  EXPECT_EQ(got.mode, 0640u);
+
+  // Plain rename, then replace an existing file, then exchange.
+  ASSERT_TRUE(store_->Rename(dir.ino, "a", dir.ino, "b", 0).ok());
+  EXPECT_TRUE(store_->Lookup(dir.ino, "a", &got).IsNotFound());
+  EXPECT_EQ(Get("run/ckpt-1/b"), "content of a");
+  Put("run/ckpt-1/c", "content of c");
+  EXPECT_TRUE(store_->Rename(dir.ino, "c", dir.ino, "b", Store::kRenameNoReplace).IsAlreadyExists());
+  ASSERT_TRUE(store_->Rename(dir.ino, "c", dir.ino, "b", Store::kRenameExchange).ok());
+  EXPECT_EQ(Get("run/ckpt-1/b"), "content of c");
+  EXPECT_EQ(Get("run/ckpt-1/c"), "content of a");
+  ASSERT_TRUE(store_->Rename(dir.ino, "c", dir.ino, "b", 0).ok());  // replaces: c's old object is freed
+  EXPECT_EQ(Get("run/ckpt-1/b"), "content of a");
+  // Directories: into another directory, never into themselves.
+  Inode other;
+  ASSERT_TRUE(store_->MakeDirectories("run/ckpt-2", &other).ok());
+  Inode run;
+  ASSERT_TRUE(store_->Resolve("run", &run).ok());
+  EXPECT_TRUE(store_->Rename(run.ino, "ckpt-2", other.ino, "x", 0).IsInvalidArgument());
+  ASSERT_TRUE(store_->Rename(run.ino, "ckpt-1", other.ino, "moved", 0).ok());
+  EXPECT_EQ(Get("run/ckpt-2/moved/b"), "content of a");
+  store_->Rename(dir.ino, "b", dir.ino, "b2", 0);
+  ExpectVerifies();
+
+  // An ingest into an inode removed meanwhile commits nothing.
+  ASSERT_TRUE(store_->Unlink(dir.ino, "b2").ok());
+  EXPECT_TRUE(store_->IngestInode(a.ino, (dir_.path() / "spool-a").string(), 1, &r).IsNotFound());
+  ExpectVerifies();
+}
+
 // Opens the store's RocksDB directly, for tests that tamper with it.
 std::unique_ptr<rocksdb::DB> OpenRaw(const std::string& dir, std::vector<rocksdb::ColumnFamilyHandle*>* handles) {
   std::vector<std::string> names;

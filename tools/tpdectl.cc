@@ -7,8 +7,11 @@
 //   tpdectl stats [PATH] --store STORE [--json]
 //   tpdectl verify --store STORE
 //   tpdectl gc --store STORE
+//   tpdectl flush --store STORE
 //
-// Every error prints one line on stderr and exits with status 1.
+// While tpded serves the store, stats, verify, gc and flush go to the daemon
+// through its control socket; import, export, ls and rm refuse (use the
+// mount). Every error prints one line on stderr and exits with status 1.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
@@ -19,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "codec/thread_pool.h"
+#include "daemon/control_protocol.h"
 #include "store/file_reader.h"
 #include "store/store.h"
 #include "store/tree_io.h"
@@ -62,7 +66,15 @@ uint64_t TreeBytes(const fs::path& p) {
   return n;
 }
 
+std::string g_socket;  // control socket of the store's daemon
+
+bool DaemonRunning() { return tpde::DaemonListening(g_socket); }
+
+// Opens the store directly; refuses while a daemon serves it.
 std::unique_ptr<tpde::Store> OpenStore(const std::string& dir, bool create, const tpde::StoreOptions& base) {
+  if (DaemonRunning()) {
+    Die(Status::Busy(fmt::format("store '{}' is served by tpded; use its mount point, or stop the daemon first", dir)));
+  }
   tpde::StoreOptions o = base;
   o.create_if_missing = create;
   std::unique_ptr<tpde::Store> store;
@@ -128,6 +140,13 @@ int CmdExport(const std::string& store_dir, const tpde::StoreOptions& opt, const
   return 0;
 }
 
+// Sends a request to the daemon and returns its reply. Dies on error.
+nlohmann::json Remote(const nlohmann::json& request) {
+  nlohmann::json reply;
+  Check(tpde::ControlCall(g_socket, request, &reply).WithContext("tpded"));
+  return reply;
+}
+
 // ---- ls, rm, gc -------------------------------------------------------------
 
 int CmdLs(const std::string& store_dir, const tpde::StoreOptions& opt, const std::string& path) {
@@ -162,47 +181,39 @@ int CmdRm(const std::string& store_dir, const tpde::StoreOptions& opt, const std
 }
 
 int CmdGc(const std::string& store_dir, const tpde::StoreOptions& opt) {
+  if (DaemonRunning()) {
+    Remote({{"cmd", "gc"}});
+    return 0;
+  }
   auto store = OpenStore(store_dir, false, opt);
   Check(store->CollectGarbage());
+  return 0;
+}
+
+int CmdFlush(const std::string& store_dir) {
+  if (!DaemonRunning()) {
+    fmt::print("no tpded serves '{}': nothing is spooled\n", store_dir);
+    return 0;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  Remote({{"cmd", "flush"}});
+  fmt::print("every closed file is committed ({:.2f} s)\n",
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return 0;
 }
 
 // ---- stats, verify ----------------------------------------------------------
 
 int CmdStats(const std::string& store_dir, const tpde::StoreOptions& opt, const std::string& path, bool json) {
-  auto store = OpenStore(store_dir, false, opt);
   tpde::StoreStats st;
-  Check(store->Stats(path, &st));
-  const tpde::ChunkMode modes[] = {tpde::ChunkMode::kKey, tpde::ChunkMode::kDeltaDense,
-                                   tpde::ChunkMode::kDeltaSparse, tpde::ChunkMode::kSame};
+  if (DaemonRunning()) {
+    st = tpde::StatsFromJson(Remote({{"cmd", "stats"}, {"path", path}})["stats"]);
+  } else {
+    auto store = OpenStore(store_dir, false, opt);
+    Check(store->Stats(path, &st));
+  }
   if (json) {
-    nlohmann::json j;
-    j["files"] = st.files;
-    j["directories"] = st.directories;
-    j["logical_bytes"] = st.logical_bytes;
-    j["stored_bytes"] = st.stored_bytes;
-    j["ratio"] = Ratio(st.logical_bytes, st.stored_bytes);
-    j["detached_objects"] = st.detached_objects;
-    j["detached_bytes"] = st.detached_bytes;
-    j["disk_bytes"] = st.disk_bytes;
-    j["per_file"] = nlohmann::json::array();
-    for (const auto& f : st.per_file) {
-      nlohmann::json jf;
-      jf["path"] = f.path;
-      jf["kind"] = tpde::FileKindName(f.kind);
-      jf["file_bytes"] = f.file_bytes;
-      jf["stored_bytes"] = f.stored_bytes;
-      jf["ratio"] = Ratio(f.file_bytes, f.stored_bytes);
-      jf["chain_depth"] = f.chain_depth;
-      jf["object"] = f.object;
-      jf["reference"] = f.reference;
-      for (auto m : modes) {
-        jf["chunks"][tpde::ChunkModeName(m)] = f.chunks_by_mode[static_cast<int>(m)];
-        jf["payload_bytes"][tpde::ChunkModeName(m)] = f.stored_bytes_by_mode[static_cast<int>(m)];
-      }
-      j["per_file"].push_back(jf);
-    }
-    fmt::print("{}\n", j.dump(2));
+    fmt::print("{}\n", tpde::StatsToJson(st).dump(2));
     return 0;
   }
   fmt::print("{:<56} {:>11} {:>11} {:>7} {:>5}  {}\n", "file", "bytes", "stored", "ratio", "depth",
@@ -225,10 +236,14 @@ int CmdStats(const std::string& store_dir, const tpde::StoreOptions& opt, const 
 }
 
 int CmdVerify(const std::string& store_dir, const tpde::StoreOptions& opt) {
-  auto store = OpenStore(store_dir, false, opt);
   tpde::VerifyReport r;
   const auto t0 = std::chrono::steady_clock::now();
-  Check(store->Verify(&r));
+  if (DaemonRunning()) {
+    r = tpde::VerifyFromJson(Remote({{"cmd", "verify"}})["verify"]);
+  } else {
+    auto store = OpenStore(store_dir, false, opt);
+    Check(store->Verify(&r));
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (const auto& e : r.errors) fmt::print(stderr, "tpdectl: verify: {}\n", e);
   fmt::print("verified {} files, {} objects, {} chunks, {} decoded in {:.2f} s: {}\n", r.files, r.objects, r.chunks,
@@ -246,6 +261,7 @@ int main(int argc, char** argv) {
   size_t threads = 0;
   auto add_store = [&](CLI::App* cmd) {
     cmd->add_option("--store", store_dir, "store directory")->required();
+    cmd->add_option("--control-socket", g_socket, "tpded's control socket (default STORE/control.sock)");
     cmd->add_option("--threads", threads, "encode/decode threads (0: all cores)");
   };
   std::string src, prefix, path, dest;
@@ -276,9 +292,13 @@ int main(int argc, char** argv) {
   add_store(verify);
   auto* gc = app.add_subcommand("gc", "re-base dependents of deleted files and free their space");
   add_store(gc);
+  auto* flush = app.add_subcommand("flush", "wait until tpded has committed every closed file");
+  add_store(flush);
 
   CLI11_PARSE(app, argc, argv);
   opt.threads = threads;
+  if (g_socket.empty()) g_socket = tpde::ControlSocketPath(store_dir);
+  if (*flush) return CmdFlush(store_dir);
   if (*imp) return CmdImport(store_dir, opt, src, prefix);
   if (*exp) return CmdExport(store_dir, opt, path, dest);
   if (*ls) return CmdLs(store_dir, opt, path);

@@ -1,0 +1,37 @@
+// The control protocol between tpdectl and a running tpded.
+//
+// A Unix stream socket (default STORE/control.sock, mode 0660). The client
+// sends one JSON object on one line, {"cmd": C, ...}; the daemon answers one
+// JSON object on one line, {"ok": true, ...} or {"ok": false, "error": "..."},
+// and closes the connection. Commands:
+//   stats  {"path": P}  -> {"stats": StoreStats}
+//   verify              -> {"verify": VerifyReport}
+//   flush               -> {}            (waits until every closed file is committed)
+//   gc                  -> {}            (re-bases and frees deleted references)
+//   status              -> {"status": {...counters...}}
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "codec/status.h"
+#include "store/store.h"
+
+namespace tpde {
+
+nlohmann::json StatsToJson(const StoreStats& s);
+StoreStats StatsFromJson(const nlohmann::json& j);
+nlohmann::json VerifyToJson(const VerifyReport& r);
+VerifyReport VerifyFromJson(const nlohmann::json& j);
+
+// The control socket of the store in `store_dir`.
+std::string ControlSocketPath(const std::string& store_dir);
+
+// Sends `request` and reads the response. IOError if no daemon listens;
+// the daemon's error (ok: false) comes back as an IOError with its message.
+Status ControlCall(const std::string& socket_path, const nlohmann::json& request, nlohmann::json* response);
+
+// True if a daemon answers on `socket_path`.
+bool DaemonListening(const std::string& socket_path);
+
+}  // namespace tpde

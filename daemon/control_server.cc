@@ -1,0 +1,120 @@
+#include "daemon/control_server.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "daemon/control_protocol.h"
+
+namespace tpde {
+
+using Json = nlohmann::json;
+
+ControlServer::~ControlServer() { Stop(); }
+
+Status ControlServer::Start(const std::string& socket_path) {
+  path_ = socket_path;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path_.size() >= sizeof(addr.sun_path)) return Status::InvalidArgument("control socket path too long");
+  std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+  ::unlink(path_.c_str());  // stale socket of a daemon that died; the store lock proves none runs
+  listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) return Status::IOError(fmt::format("socket: {}", std::strerror(errno)));
+  const mode_t old = ::umask(0117);
+  const int rc = ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  ::umask(old);
+  if (rc != 0 || ::listen(listen_fd_, 16) != 0) {
+    return Status::IOError(fmt::format("bind '{}': {}", path_, std::strerror(errno)));
+  }
+  ::chmod(path_.c_str(), 0660);
+  if (::pipe2(stop_pipe_, O_CLOEXEC) != 0) return Status::IOError("pipe");
+  thread_ = std::thread([this] { Loop(); });
+  return Status::OK();
+}
+
+void ControlServer::Stop() {
+  if (thread_.joinable()) {
+    char c = 1;
+    (void)!::write(stop_pipe_[1], &c, 1);
+    thread_.join();
+  }
+  for (int* fd : {&listen_fd_, &stop_pipe_[0], &stop_pipe_[1]}) {
+    if (*fd >= 0) ::close(*fd);
+    *fd = -1;
+  }
+  if (!path_.empty()) ::unlink(path_.c_str());
+  path_.clear();
+}
+
+void ControlServer::Loop() {
+  while (true) {
+    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds[1].revents) return;
+    int conn = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn < 0) continue;
+    std::string line;
+    char buf[4096];
+    while (line.find('\n') == std::string::npos && line.size() < (1 << 20)) {
+      ssize_t n = ::read(conn, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      line.append(buf, static_cast<size_t>(n));
+    }
+    const std::string reply = Handle(line) + "\n";
+    size_t sent = 0;
+    while (sent < reply.size()) {
+      ssize_t n = ::write(conn, reply.data() + sent, reply.size() - sent);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+    }
+    ::close(conn);
+  }
+}
+
+std::string ControlServer::Handle(const std::string& request_line) {
+  Json req = Json::parse(request_line, nullptr, /*allow_exceptions=*/false);
+  if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string()) {
+    return Json{{"ok", false}, {"error", "malformed request"}}.dump();
+  }
+  const std::string cmd = req["cmd"];
+  Json reply{{"ok", true}};
+  Status s;
+  if (cmd == "stats") {
+    StoreStats st;
+    s = store_->Stats(req.value("path", std::string()), &st);
+    if (s.ok()) reply["stats"] = StatsToJson(st);
+  } else if (cmd == "verify") {
+    VerifyReport r;
+    s = store_->Verify(&r);
+    if (s.ok()) reply["verify"] = VerifyToJson(r);
+  } else if (cmd == "flush") {
+    s = fs_->FlushAll();
+  } else if (cmd == "gc") {
+    s = store_->CollectGarbage();
+  } else if (cmd == "status") {
+    const Filesystem::Counters c = fs_->counters();
+    reply["status"] = {{"spooled_files", c.spooled_files}, {"ingests_done", c.ingests_done},
+                       {"ingest_errors", c.ingest_errors}, {"cache_bytes", c.cache_bytes},
+                       {"cache_hits", c.cache_hits},       {"cache_misses", c.cache_misses}};
+  } else {
+    s = Status::InvalidArgument(fmt::format("unknown command '{}'", cmd));
+  }
+  if (!s.ok()) return Json{{"ok", false}, {"error", s.ToString()}}.dump();
+  return reply.dump();
+}
+
+}  // namespace tpde

@@ -1,0 +1,184 @@
+// tpded: serves a tpde store as a directory through FUSE.
+//
+//   tpded --store DIR --mount MNT [--config FILE] [--foreground] [options]
+//
+// Options may also come from an INI/TOML config file (--config; see
+// systemd/tpded.conf.example): every long option is a key. Without
+// --foreground the daemon detaches once the mount is live and reports
+// startup errors before detaching. SIGTERM and SIGINT unmount cleanly.
+// Under systemd (Type=notify) READY=1 is sent once the mount is live.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "daemon/control_protocol.h"
+#include "daemon/control_server.h"
+#include "fusefs/filesystem.h"
+#include "fusefs/fuse_ops.h"
+#include "store/store.h"
+
+namespace {
+
+struct Options {
+  std::string store;
+  std::string mount;
+  std::string spool;            // default STORE/spool
+  std::string control_socket;   // default STORE/control.sock
+  std::string log_file;         // default STORE/tpded.log when detached
+  uint64_t cache_mb = 256;
+  size_t ingest_threads = 1;
+  size_t threads = 0;
+  int chain_depth = 8;
+  int zstd_level = 3;
+  bool allow_other = false;
+  bool foreground = false;
+};
+
+// Reports startup success or failure to the parent that waits in the
+// foreground terminal, then detaches stdio.
+class Detacher {
+ public:
+  // Forks; returns in the child. The parent waits for the child's report and
+  // exits with its status.
+  void Detach() {
+    if (::pipe2(pipe_, O_CLOEXEC) != 0) return;
+    pid_t pid = ::fork();
+    if (pid < 0) return;
+    if (pid > 0) {
+      ::close(pipe_[1]);
+      std::string msg;
+      char buf[512];
+      ssize_t n;
+      while ((n = ::read(pipe_[0], buf, sizeof(buf))) > 0) msg.append(buf, static_cast<size_t>(n));
+      if (msg == "ok") _exit(0);
+      fmt::print(stderr, "{}\n", msg.empty() ? "tpded: daemon exited during startup" : msg);
+      _exit(1);
+    }
+    ::close(pipe_[0]);
+    ::setsid();
+    detached_ = true;
+  }
+  void Report(const std::string& msg, const std::string& log_file) {
+    if (!detached_) return;
+    (void)!::write(pipe_[1], msg.data(), msg.size());
+    ::close(pipe_[1]);
+    if (msg != "ok") return;
+    int null = ::open("/dev/null", O_RDWR);
+    int log = ::open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    ::dup2(null, STDIN_FILENO);
+    ::dup2(log >= 0 ? log : null, STDOUT_FILENO);
+    ::dup2(log >= 0 ? log : null, STDERR_FILENO);
+    if (null > 2) ::close(null);
+    if (log > 2) ::close(log);
+    (void)!::chdir("/");
+  }
+
+ private:
+  int pipe_[2] = {-1, -1};
+  bool detached_ = false;
+};
+
+int Fail(Detacher* d, const Options& o, const std::string& msg) {
+  const std::string line = fmt::format("tpded: {}", msg);
+  fmt::print(stderr, "{}\n", line);
+  d->Report(line, o.log_file);
+  sd_notifyf(0, "STATUS=%s", line.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tpded: mount a tpde checkpoint store as a directory"};
+  Options o;
+  app.set_config("--config", "", "INI/TOML file of options (keys are the long option names)");
+  app.add_option("--store", o.store, "store directory")->required();
+  app.add_option("--mount", o.mount, "mount point (an existing empty directory)")->required();
+  app.add_option("--spool", o.spool, "spool directory for files being written (default STORE/spool)");
+  app.add_option("--control-socket", o.control_socket, "control socket (default STORE/control.sock)");
+  app.add_option("--log-file", o.log_file, "log file when detached (default STORE/tpded.log)");
+  app.add_option("--cache-mb", o.cache_mb, "decoded chunk cache, MiB")->capture_default_str();
+  app.add_option("--ingest-threads", o.ingest_threads, "files ingested concurrently")->capture_default_str();
+  app.add_option("--threads", o.threads, "encode/decode threads (0: all cores)")->capture_default_str();
+  app.add_option("--chain-depth", o.chain_depth, "deltas per chain before a new keyframe")
+      ->check(CLI::Range(0, 62))
+      ->capture_default_str();
+  app.add_option("--zstd-level", o.zstd_level, "zstd level of every stream")->check(CLI::Range(1, 22))->capture_default_str();
+  app.add_flag("--allow-other", o.allow_other, "let users other than the mounting one access the mount");
+  app.add_flag("-f,--foreground", o.foreground, "stay in the foreground");
+  CLI11_PARSE(app, argc, argv);
+
+  std::error_code ec;
+  o.store = std::filesystem::absolute(o.store, ec).string();
+  o.mount = std::filesystem::absolute(o.mount, ec).string();
+  if (o.spool.empty()) o.spool = (std::filesystem::path(o.store) / "spool").string();
+  if (o.control_socket.empty()) o.control_socket = tpde::ControlSocketPath(o.store);
+  if (o.log_file.empty()) o.log_file = (std::filesystem::path(o.store) / "tpded.log").string();
+
+  Detacher detacher;
+  if (!o.foreground && !sd_notify(0, "STATUS=starting")) detacher.Detach();  // not under systemd: detach
+
+  if (!std::filesystem::is_directory(o.mount, ec)) {
+    return Fail(&detacher, o, fmt::format("mount point '{}' is not a directory", o.mount));
+  }
+  tpde::StoreOptions so;
+  so.max_chain_depth = o.chain_depth;
+  so.encode.zstd_level = o.zstd_level;
+  so.threads = o.threads;
+  std::unique_ptr<tpde::Store> store;
+  tpde::Status s = tpde::Store::Open(o.store, so, &store);
+  if (!s.ok()) return Fail(&detacher, o, s.message());
+
+  tpde::FsOptions fo;
+  fo.spool_dir = o.spool;
+  fo.cache_bytes = o.cache_mb << 20;
+  fo.ingest_threads = o.ingest_threads;
+  std::unique_ptr<tpde::Filesystem> fs;
+  s = tpde::Filesystem::Open(store.get(), fo, &fs);
+  if (!s.ok()) return Fail(&detacher, o, s.ToString());
+
+  tpde::ControlServer control(store.get(), fs.get());
+  s = control.Start(o.control_socket);
+  if (!s.ok()) return Fail(&detacher, o, s.ToString());
+
+  std::string mount_opts = fmt::format("fsname=tpde:{},subtype=tpde,default_permissions,max_read={}", o.store,
+                                       tpde::kMaxRequestBytes);
+  if (o.allow_other) mount_opts += ",allow_other";
+  std::vector<std::string> arg_strings = {"tpded", "-o", mount_opts};
+  std::vector<char*> fuse_argv;
+  for (auto& a : arg_strings) fuse_argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(fuse_argv.size()), fuse_argv.data());
+  fuse_session* se = fuse_session_new(&args, tpde::FuseOps(), sizeof(fuse_lowlevel_ops), fs.get());
+  if (se == nullptr) return Fail(&detacher, o, "cannot create the FUSE session");
+  if (fuse_set_signal_handlers(se) != 0) return Fail(&detacher, o, "cannot install signal handlers");
+  if (fuse_session_mount(se, o.mount.c_str()) != 0) {
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    return Fail(&detacher, o, fmt::format("cannot mount on '{}' (is /dev/fuse available, are you root?)", o.mount));
+  }
+  fmt::print(stderr, "tpded: serving '{}' on '{}'\n", o.store, o.mount);
+  detacher.Report("ok", o.log_file);
+  sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s", o.store.c_str(), o.mount.c_str());
+
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(loop, 16);
+  const int rc = fuse_session_loop_mt(se, loop);
+  fuse_loop_cfg_destroy(loop);
+
+  sd_notify(0, "STOPPING=1");
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  control.Stop();
+  fs.reset();     // closed files not yet committed stay in the spool for the next start
+  store.reset();
+  fmt::print(stderr, "tpded: unmounted '{}'\n", o.mount);
+  return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,50 @@
+#include "fusefs/chunk_cache.h"
+
+namespace tpde {
+
+ChunkCache::Chunk ChunkCache::Lookup(uint64_t object, uint32_t chunk) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find({object, chunk});
+  if (it == index_.end()) {
+    ++misses_;
+    return nullptr;
+  }
+  ++hits_;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  return it->second->data;
+}
+
+void ChunkCache::Insert(uint64_t object, uint32_t chunk, Chunk data) {
+  const uint64_t size = data->size();
+  if (size > capacity_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  const Key key{object, chunk};
+  if (auto it = index_.find(key); it != index_.end()) {
+    bytes_ -= it->second->data->size();
+    lru_.erase(it->second);
+    index_.erase(it);
+  }
+  lru_.push_front({key, std::move(data)});
+  index_[key] = lru_.begin();
+  bytes_ += size;
+  while (bytes_ > capacity_ && !lru_.empty()) {
+    bytes_ -= lru_.back().data->size();
+    index_.erase(lru_.back().key);
+    lru_.pop_back();
+  }
+}
+
+uint64_t ChunkCache::size_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return bytes_;
+}
+uint64_t ChunkCache::hits() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return hits_;
+}
+uint64_t ChunkCache::misses() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return misses_;
+}
+
+}  // namespace tpde

@@ -1,0 +1,53 @@
+// ChunkCache: decoded chunks of committed objects, least recently used out
+// first, bounded in bytes. An object's content never changes and object ids
+// are never reused, so a (object id, chunk index) entry never goes stale.
+// Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace tpde {
+
+class ChunkCache {
+ public:
+  using Chunk = std::shared_ptr<const std::vector<uint8_t>>;
+
+  explicit ChunkCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
+
+  // The cached chunk, or nullptr.
+  Chunk Lookup(uint64_t object, uint32_t chunk);
+  // Inserts (or refreshes) a chunk, evicting the least recently used.
+  void Insert(uint64_t object, uint32_t chunk, Chunk data);
+
+  uint64_t size_bytes() const;
+  uint64_t hits() const;
+  uint64_t misses() const;
+
+ private:
+  struct Key {
+    uint64_t object;
+    uint32_t chunk;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.object * 0x9E3779B97F4A7C15ull ^ k.chunk); }
+  };
+  struct Entry {
+    Key key;
+    Chunk data;
+  };
+
+  const uint64_t capacity_;
+  mutable std::mutex mu_;
+  std::list<Entry> lru_;  // front: most recent
+  std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index_;
+  uint64_t bytes_ = 0;
+  uint64_t hits_ = 0, misses_ = 0;
+};
+
+}  // namespace tpde

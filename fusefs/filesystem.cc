@@ -1,0 +1,768 @@
+#include "fusefs/filesystem.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "store/file_reader.h"
+
+namespace tpde {
+
+namespace {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int ToErrno(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kOk: return 0;
+    case Status::Code::kNotFound: return ENOENT;
+    case Status::Code::kAlreadyExists: return EEXIST;
+    case Status::Code::kInvalidArgument: return EINVAL;
+    case Status::Code::kBusy: return EBUSY;
+    case Status::Code::kNotSupported: return ENOTSUP;
+    case Status::Code::kCorruption:
+    case Status::Code::kIOError: return EIO;
+  }
+  return EIO;
+}
+
+void Log(const std::string& line) { fmt::print(stderr, "tpded: {}\n", line); }
+
+timespec ToTimespec(int64_t ns) { return {ns / 1000000000, ns % 1000000000}; }
+
+}  // namespace
+
+// A file whose current content is in the spool.
+struct Filesystem::SpoolState {
+  int fd = -1;
+  uint32_t writers = 0;     // open handles with write access
+  uint32_t handles = 0;     // open handles reading or writing the spool
+  uint64_t version = 1;     // bumped by every change
+  uint64_t committed = 0;   // version last committed to the store
+  int64_t mtime_ns = 0;
+  bool queued = false;
+  bool ingesting = false;
+  bool unlinked = false;
+  bool failed = false;      // the last ingest failed: keep the spool copy, retry after the next change
+};
+
+struct Filesystem::Handle {
+  uint64_t ino = 0;
+  bool write = false;
+  bool spooled = false;                  // reads and writes go to the spool
+  std::shared_ptr<FileReader> reader;    // committed content (read-only handles)
+  Inode inode;                           // attributes at open, for fstat after unlink
+  uint64_t next_offset = 0;              // where a sequential reader reads next
+};
+
+Filesystem::Filesystem(Store* store, const FsOptions& options)
+    : store_(store), options_(options), cache_(options.cache_bytes) {}
+
+Status Filesystem::Open(Store* store, const FsOptions& options, std::unique_ptr<Filesystem>* out) {
+  std::unique_ptr<Filesystem> fs(new Filesystem(store, options));
+  TPDE_RETURN_IF_ERROR(Spool::Open(options.spool_dir, &fs->spool_));
+  TPDE_RETURN_IF_ERROR(fs->Recover());
+  for (size_t i = 0; i < std::max<size_t>(1, options.ingest_threads); ++i) {
+    fs->ingest_workers_.emplace_back([f = fs.get()] { f->IngestLoop(); });
+  }
+  for (size_t i = 0; i < 2; ++i) fs->ra_workers_.emplace_back([f = fs.get()] { f->ReadaheadLoop(); });
+  fs->gc_thread_ = std::thread([f = fs.get()] { f->GcLoop(); });
+  fs->RequestGc();  // deletions of an earlier run may be pending
+  *out = std::move(fs);
+  return Status::OK();
+}
+
+Filesystem::~Filesystem() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  ingest_cv_.notify_all();
+  gc_cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(ra_mu_);
+    ra_queue_.clear();
+  }
+  ra_cv_.notify_all();
+  for (auto& t : ingest_workers_) t.join();
+  for (auto& t : ra_workers_) t.join();
+  if (gc_thread_.joinable()) gc_thread_.join();
+  for (auto& [ino, st] : spooled_) {
+    if (st->fd >= 0) ::close(st->fd);
+  }
+}
+
+Status Filesystem::Recover() {
+  std::vector<Spool::Entry> entries;
+  TPDE_RETURN_IF_ERROR(spool_.List(&entries));
+  for (const auto& e : entries) {
+    Inode n;
+    Status s = store_->GetInode(e.ino, &n);
+    if (!e.keep || !s.ok() || n.type != InodeType::kFile) {
+      // Open for writing and never synced when the daemon stopped (or the
+      // file is gone): discard. A file created but never committed goes too.
+      if (s.ok() && n.type == InodeType::kFile && n.object == 0 && !e.keep) {
+        Status r = store_->RemoveFileInode(e.ino);
+        if (!r.ok()) Log(fmt::format("recovery: removing unfinished inode {}: {}", e.ino, r.ToString()));
+      }
+      TPDE_RETURN_IF_ERROR(spool_.Remove(e.ino));
+      Log(fmt::format("recovery: discarded spool of inode {} (open for writing, never closed or fsynced)", e.ino));
+      continue;
+    }
+    auto st = std::make_unique<SpoolState>();
+    TPDE_RETURN_IF_ERROR(spool_.OpenData(e.ino, false, &st->fd));
+    struct stat sb {};
+    ::fstat(st->fd, &sb);
+    st->mtime_ns = int64_t{sb.st_mtim.tv_sec} * 1000000000 + sb.st_mtim.tv_nsec;
+    std::lock_guard<std::mutex> lock(mu_);
+    spooled_[e.ino] = std::move(st);
+    Enqueue(e.ino);
+    Log(fmt::format("recovery: inode {} queued for ingest", e.ino));
+  }
+  return Status::OK();
+}
+
+// ---- Attributes -------------------------------------------------------------
+
+void Filesystem::StatFromInode(const Inode& n, struct stat* st) {
+  std::memset(st, 0, sizeof(*st));
+  st->st_ino = n.ino;
+  switch (n.type) {
+    case InodeType::kDirectory:
+      st->st_mode = S_IFDIR | n.mode;
+      st->st_nlink = 2;
+      break;
+    case InodeType::kSymlink:
+      st->st_mode = S_IFLNK | n.mode;
+      st->st_nlink = 1;
+      break;
+    case InodeType::kFile:
+      st->st_mode = S_IFREG | n.mode;
+      st->st_nlink = n.nlink;
+      break;
+  }
+  st->st_uid = n.uid;
+  st->st_gid = n.gid;
+  st->st_size = static_cast<off_t>(n.size);
+  st->st_blksize = 1 << 20;
+  st->st_blocks = static_cast<blkcnt_t>((n.size + 511) / 512);
+  st->st_mtim = ToTimespec(n.mtime_ns);
+  st->st_atim = st->st_mtim;
+  st->st_ctim = ToTimespec(n.ctime_ns);
+}
+
+void Filesystem::OverlaySpool(uint64_t ino, struct stat* st) {
+  auto it = spooled_.find(ino);
+  if (it == spooled_.end()) return;
+  struct stat sb {};
+  if (::fstat(it->second->fd, &sb) == 0) {
+    st->st_size = sb.st_size;
+    st->st_blocks = static_cast<blkcnt_t>((sb.st_size + 511) / 512);
+  }
+  st->st_mtim = ToTimespec(it->second->mtime_ns);
+  st->st_atim = st->st_mtim;
+}
+
+int Filesystem::Lookup(uint64_t parent, const std::string& name, struct stat* st) {
+  Inode n;
+  Status s = store_->Lookup(parent, name, &n);
+  if (!s.ok()) return ToErrno(s);
+  StatFromInode(n, st);
+  std::lock_guard<std::mutex> lock(mu_);
+  OverlaySpool(n.ino, st);
+  return 0;
+}
+
+int Filesystem::GetAttr(uint64_t ino, uint64_t fh, struct stat* st) {
+  Inode n;
+  Status s = store_->GetInode(ino, &n);
+  if (s.IsNotFound() && fh != 0) {
+    n = reinterpret_cast<Handle*>(fh)->inode;  // unlinked but still open
+  } else if (!s.ok()) {
+    return ToErrno(s);
+  }
+  StatFromInode(n, st);
+  if (s.IsNotFound()) st->st_nlink = 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  OverlaySpool(ino, st);
+  return 0;
+}
+
+int Filesystem::SetAttr(uint64_t ino, uint64_t fh, const SetAttrRequest& req, struct stat* st) {
+  (void)fh;
+  if (req.size) {
+    std::lock_guard<std::mutex> lock(mu_);
+    SpoolState* sp = nullptr;
+    auto it = spooled_.find(ino);
+    if (it != spooled_.end()) {
+      sp = it->second.get();
+    } else if (int err = Materialize(ino, *req.size == 0, &sp); err != 0) {
+      return err;
+    }
+    if (::ftruncate(sp->fd, static_cast<off_t>(*req.size)) != 0) return errno;
+    ++sp->version;
+    sp->mtime_ns = req.mtime_ns.value_or(NowNs());
+    if (sp->writers == 0) {  // truncate(2) without an open writer: commit it
+      Status k = spool_.MarkKeep(ino, sp->fd, false);
+      if (!k.ok()) return EIO;
+      Enqueue(ino);
+    }
+  }
+  Store::AttrChanges changes;
+  changes.mode = req.mode;
+  changes.uid = req.uid;
+  changes.gid = req.gid;
+  changes.mtime_ns = req.mtime_ns;
+  Inode n;
+  Status s = store_->SetAttributes(ino, changes, &n);
+  if (!s.ok()) return ToErrno(s);
+  StatFromInode(n, st);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (req.mtime_ns) {
+    if (auto it = spooled_.find(ino); it != spooled_.end()) it->second->mtime_ns = *req.mtime_ns;
+  }
+  OverlaySpool(ino, st);
+  return 0;
+}
+
+// ---- Namespace --------------------------------------------------------------
+
+int Filesystem::Mkdir(uint64_t parent, const std::string& name, uint32_t mode, uint32_t uid, uint32_t gid,
+                      struct stat* st) {
+  Inode n;
+  Status s = store_->MakeDirectory(parent, name, mode, &n);
+  if (!s.ok()) return ToErrno(s);
+  Store::AttrChanges owner;
+  owner.uid = uid;
+  owner.gid = gid;
+  s = store_->SetAttributes(n.ino, owner, &n);
+  if (!s.ok()) return ToErrno(s);
+  StatFromInode(n, st);
+  return 0;
+}
+
+int Filesystem::Rmdir(uint64_t parent, const std::string& name) {
+  Inode n;
+  Status s = store_->Lookup(parent, name, &n);
+  if (!s.ok()) return ToErrno(s);
+  if (n.type != InodeType::kDirectory) return ENOTDIR;
+  std::vector<DirEntry> children;
+  s = store_->ReadDir(n.ino, &children);
+  if (!s.ok()) return ToErrno(s);
+  if (!children.empty()) return ENOTEMPTY;
+  return ToErrno(store_->RemoveDirectory(parent, name));
+}
+
+int Filesystem::Unlink(uint64_t parent, const std::string& name) {
+  Inode n;
+  Status s = store_->Lookup(parent, name, &n);
+  if (!s.ok()) return ToErrno(s);
+  if (n.type == InodeType::kDirectory) return EISDIR;
+  s = store_->Unlink(parent, name);
+  if (!s.ok()) return ToErrno(s);
+  RequestGc();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto it = spooled_.find(n.ino); it != spooled_.end() && n.nlink <= 1) {
+    it->second->unlinked = true;
+    MaybeDropSpool(n.ino);
+  }
+  return 0;
+}
+
+int Filesystem::Rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
+                       unsigned flags) {
+  Inode src, dst;
+  Status s = store_->Lookup(parent, name, &src);
+  if (!s.ok()) return ToErrno(s);
+  Status d = store_->Lookup(new_parent, new_name, &dst);
+  const bool exchange = flags & Store::kRenameExchange;
+  if (d.ok() && !exchange) {
+    if (flags & Store::kRenameNoReplace) return EEXIST;
+    if (dst.type == InodeType::kDirectory && src.type != InodeType::kDirectory) return EISDIR;
+    if (dst.type != InodeType::kDirectory && src.type == InodeType::kDirectory) return ENOTDIR;
+    if (dst.type == InodeType::kDirectory) {
+      std::vector<DirEntry> children;
+      if (store_->ReadDir(dst.ino, &children).ok() && !children.empty()) return ENOTEMPTY;
+    }
+  }
+  s = store_->Rename(parent, name, new_parent, new_name, flags);
+  if (!s.ok()) return ToErrno(s);
+  if (d.ok() && !exchange) RequestGc();
+  if (d.ok() && !exchange && dst.type == InodeType::kFile && dst.nlink <= 1) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = spooled_.find(dst.ino); it != spooled_.end()) {
+      it->second->unlinked = true;
+      MaybeDropSpool(dst.ino);
+    }
+  }
+  return 0;
+}
+
+int Filesystem::Symlink(const std::string& target, uint64_t parent, const std::string& name, uint32_t uid,
+                        uint32_t gid, struct stat* st) {
+  Inode n;
+  Status s = store_->Symlink(parent, name, target, &n);
+  if (!s.ok()) return ToErrno(s);
+  Store::AttrChanges owner;
+  owner.uid = uid;
+  owner.gid = gid;
+  s = store_->SetAttributes(n.ino, owner, &n);
+  if (!s.ok()) return ToErrno(s);
+  StatFromInode(n, st);
+  return 0;
+}
+
+int Filesystem::Readlink(uint64_t ino, std::string* target) {
+  Inode n;
+  Status s = store_->GetInode(ino, &n);
+  if (!s.ok()) return ToErrno(s);
+  if (n.type != InodeType::kSymlink) return EINVAL;
+  *target = n.target;
+  return 0;
+}
+
+int Filesystem::ReadDir(uint64_t ino, std::vector<DirListEntry>* entries) {
+  Inode dir;
+  Status s = store_->GetInode(ino, &dir);
+  if (!s.ok()) return ToErrno(s);
+  if (dir.type != InodeType::kDirectory) return ENOTDIR;
+  std::vector<DirEntry> children;
+  s = store_->ReadDir(ino, &children);
+  if (!s.ok()) return ToErrno(s);
+  entries->clear();
+  DirListEntry self{".", {}}, up{"..", {}};
+  StatFromInode(dir, &self.st);
+  Inode parent;
+  if (store_->GetInode(dir.parent, &parent).ok()) StatFromInode(parent, &up.st); else up.st = self.st;
+  entries->push_back(self);
+  entries->push_back(up);
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& c : children) {
+    Inode n;
+    if (!store_->GetInode(c.ino, &n).ok()) continue;  // removed meanwhile
+    DirListEntry e{c.name, {}};
+    StatFromInode(n, &e.st);
+    OverlaySpool(n.ino, &e.st);
+    entries->push_back(std::move(e));
+  }
+  return 0;
+}
+
+int Filesystem::StatFs(struct statvfs* sv) {
+  std::memset(sv, 0, sizeof(*sv));
+  uint64_t free = 0, total = 0, inodes = 0;
+  if (!spool_.FreeBytes(&free, &total).ok() || !store_->CountInodes(&inodes).ok()) return EIO;
+  sv->f_bsize = sv->f_frsize = 4096;
+  sv->f_blocks = total / 4096;
+  sv->f_bfree = sv->f_bavail = free / 4096;
+  sv->f_files = inodes + (1u << 30);
+  sv->f_ffree = sv->f_favail = 1u << 30;
+  sv->f_namemax = 255;
+  return 0;
+}
+
+// ---- Open files -------------------------------------------------------------
+
+int Filesystem::Materialize(uint64_t ino, bool truncate, SpoolState** state) {
+  Inode n;
+  Status s = store_->GetInode(ino, &n);
+  if (!s.ok()) return ToErrno(s);
+  if (n.type != InodeType::kFile) return EISDIR;
+  auto st = std::make_unique<SpoolState>();
+  s = spool_.OpenData(ino, true, &st->fd);
+  if (!s.ok()) return EIO;
+  st->mtime_ns = n.mtime_ns;
+  if (!truncate && n.object != 0) {
+    std::unique_ptr<FileReader> reader;
+    s = store_->OpenReader(ino, &reader);
+    uint64_t offset = 0;
+    if (s.ok()) {
+      s = reader->DecodeAll(64ull << 20, [&](const uint8_t* data, size_t len) -> Status {
+        while (len > 0) {
+          ssize_t w = ::pwrite(st->fd, data, len, static_cast<off_t>(offset));
+          if (w < 0 && errno == EINTR) continue;
+          if (w < 0) return Status::IOError(std::strerror(errno));
+          data += w;
+          len -= static_cast<size_t>(w);
+          offset += static_cast<uint64_t>(w);
+        }
+        return Status::OK();
+      });
+    }
+    if (!s.ok()) {
+      ::close(st->fd);
+      spool_.Remove(ino);
+      Log(fmt::format("materialising inode {}: {}", ino, s.ToString()));
+      return s.IsIOError() && s.message().find("No space") != std::string::npos ? ENOSPC : EIO;
+    }
+  }
+  st->committed = truncate ? 0 : st->version;  // an untouched copy needs no ingest
+  *state = st.get();
+  spooled_[ino] = std::move(st);
+  return 0;
+}
+
+int Filesystem::Create(uint64_t parent, const std::string& name, uint32_t mode, int flags, uint32_t uid,
+                       uint32_t gid, struct stat* st, uint64_t* fh) {
+  Inode n;
+  Status s = store_->CreateFile(parent, name, mode, uid, gid, &n);
+  if (s.IsAlreadyExists()) {
+    if (flags & O_EXCL) return EEXIST;
+    s = store_->Lookup(parent, name, &n);
+    if (!s.ok()) return ToErrno(s);
+    bool keep = false;
+    if (int err = Open(n.ino, flags, fh, &keep); err != 0) return err;
+    return GetAttr(n.ino, *fh, st);
+  }
+  if (!s.ok()) return ToErrno(s);
+  std::lock_guard<std::mutex> lock(mu_);
+  SpoolState* sp = nullptr;
+  if (int err = Materialize(n.ino, true, &sp); err != 0) return err;
+  sp->writers = 1;
+  sp->handles = 1;
+  sp->mtime_ns = n.mtime_ns;
+  auto h = std::make_unique<Handle>();
+  h->ino = n.ino;
+  h->write = true;
+  h->spooled = true;
+  h->inode = n;
+  *fh = reinterpret_cast<uint64_t>(h.release());
+  StatFromInode(n, st);
+  return 0;
+}
+
+int Filesystem::Open(uint64_t ino, int flags, uint64_t* fh, bool* keep_cache) {
+  const int acc = flags & O_ACCMODE;
+  const bool write = acc == O_WRONLY || acc == O_RDWR;
+  const bool truncate = write && (flags & O_TRUNC);
+  auto h = std::make_unique<Handle>();
+  h->ino = ino;
+  h->write = write;
+  Status s = store_->GetInode(ino, &h->inode);
+  if (!s.ok()) return ToErrno(s);
+  if (h->inode.type != InodeType::kFile) return EISDIR;
+  *keep_cache = false;
+
+  std::unique_lock<std::mutex> lock(mu_);
+  auto it = spooled_.find(ino);
+  if (it != spooled_.end() || write) {
+    SpoolState* sp = nullptr;
+    if (it != spooled_.end()) {
+      sp = it->second.get();
+      if (truncate) {
+        if (::ftruncate(sp->fd, 0) != 0) return errno;
+        ++sp->version;
+        sp->mtime_ns = NowNs();
+      }
+    } else if (int err = Materialize(ino, truncate, &sp); err != 0) {
+      return err;
+    } else if (truncate) {
+      sp->mtime_ns = NowNs();
+    }
+    sp->handles++;
+    if (write) sp->writers++;
+    h->spooled = true;
+  } else {
+    lock.unlock();
+    if (h->inode.object != 0) {
+      std::unique_ptr<FileReader> reader;
+      s = store_->OpenReader(ino, &reader);
+      if (!s.ok()) return ToErrno(s);
+      h->reader = std::move(reader);
+    }
+    *keep_cache = true;  // committed content never changes in place
+  }
+  *fh = reinterpret_cast<uint64_t>(h.release());
+  return 0;
+}
+
+int Filesystem::Read(uint64_t fh, uint64_t offset, size_t size, char* out, size_t* read_bytes) {
+  Handle* h = reinterpret_cast<Handle*>(fh);
+  *read_bytes = 0;
+  if (!h->spooled) return ReadCommitted(h, offset, size, out, read_bytes);
+  int fd;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fd = spooled_.at(h->ino)->fd;
+  }
+  while (*read_bytes < size) {
+    ssize_t n = ::pread(fd, out + *read_bytes, size - *read_bytes, static_cast<off_t>(offset + *read_bytes));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) break;
+    *read_bytes += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+ChunkCache::Chunk Filesystem::GetChunk(const std::shared_ptr<FileReader>& reader, uint32_t chunk, int* err) {
+  const uint64_t object = reader->manifest().object_id;
+  if (auto hit = cache_.Lookup(object, chunk)) return hit;
+  thread_local ChunkScratch scratch;
+  auto data = std::make_shared<std::vector<uint8_t>>(reader->manifest().chunks[chunk].content_bytes());
+  Status s = reader->ReadChunk(chunk, data->data(), &scratch);
+  if (!s.ok()) {
+    Log(fmt::format("read of object {} chunk {}: {}", object, chunk, s.ToString()));
+    *err = EIO;  // corrupt data is reported, never returned
+    return nullptr;
+  }
+  cache_.Insert(object, chunk, data);
+  return data;
+}
+
+int Filesystem::ReadCommitted(Handle* h, uint64_t offset, size_t size, char* out, size_t* read_bytes) {
+  if (!h->reader) return 0;  // empty file
+  const Manifest& m = h->reader->manifest();
+  if (offset >= m.file_bytes) return 0;
+  size = static_cast<size_t>(std::min<uint64_t>(size, m.file_bytes - offset));
+  const bool sequential = offset == h->next_offset;
+  uint32_t c = m.ChunkAt(offset);
+  uint32_t last = c;
+  while (*read_bytes < size) {
+    int err = 0;
+    ChunkCache::Chunk chunk = GetChunk(h->reader, c, &err);
+    if (!chunk) return err;
+    const uint64_t begin = m.chunk_file_offset(c);
+    const uint64_t from = offset + *read_bytes - begin;
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk->size() - from, size - *read_bytes));
+    std::memcpy(out + *read_bytes, chunk->data() + from, n);
+    *read_bytes += n;
+    last = c++;
+  }
+  h->next_offset = offset + *read_bytes;
+  if (sequential && options_.readahead_chunks > 0) {
+    std::lock_guard<std::mutex> lock(ra_mu_);
+    for (uint32_t k = last + 1; k <= last + options_.readahead_chunks && k < m.chunks.size(); ++k) {
+      if (!cache_.Lookup(m.object_id, k)) ra_queue_.push_back({h->reader, k});
+    }
+    ra_cv_.notify_all();
+  }
+  return 0;
+}
+
+void Filesystem::ReadaheadLoop() {
+  while (true) {
+    ReadaheadJob job;
+    {
+      std::unique_lock<std::mutex> lock(ra_mu_);
+      ra_cv_.wait(lock, [&] { return stopping_ || !ra_queue_.empty(); });
+      if (stopping_) return;
+      job = std::move(ra_queue_.front());
+      ra_queue_.pop_front();
+    }
+    int err = 0;
+    GetChunk(job.reader, job.chunk, &err);
+  }
+}
+
+int Filesystem::Write(uint64_t fh, uint64_t offset, const char* data, size_t size, size_t* written) {
+  Handle* h = reinterpret_cast<Handle*>(fh);
+  if (!h->write) return EBADF;
+  std::lock_guard<std::mutex> lock(mu_);
+  SpoolState* sp = spooled_.at(h->ino).get();
+  *written = 0;
+  while (*written < size) {
+    ssize_t n = ::pwrite(sp->fd, data + *written, size - *written, static_cast<off_t>(offset + *written));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;  // ENOSPC when the spool disk is full
+    *written += static_cast<size_t>(n);
+  }
+  ++sp->version;
+  sp->failed = false;
+  sp->mtime_ns = NowNs();
+  return 0;
+}
+
+int Filesystem::Fsync(uint64_t fh) {
+  Handle* h = reinterpret_cast<Handle*>(fh);
+  if (!h->spooled) return 0;  // committed content is durable
+  std::lock_guard<std::mutex> lock(mu_);
+  SpoolState* sp = spooled_.at(h->ino).get();
+  return spool_.MarkKeep(h->ino, sp->fd, /*sync=*/true).ok() ? 0 : EIO;
+}
+
+int Filesystem::Release(uint64_t fh) {
+  std::unique_ptr<Handle> h(reinterpret_cast<Handle*>(fh));
+  if (!h->spooled) return 0;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = spooled_.find(h->ino);
+  if (it == spooled_.end()) return 0;
+  SpoolState* sp = it->second.get();
+  sp->handles--;
+  if (h->write && --sp->writers == 0 && !sp->unlinked && sp->version != sp->committed) {
+    // Closed: the content is final for now. Keep it across a restart and
+    // queue it for ingest.
+    Status s = spool_.MarkKeep(h->ino, sp->fd, /*sync=*/false);
+    if (!s.ok()) Log(s.ToString());
+    Enqueue(h->ino);
+  }
+  MaybeDropSpool(h->ino);
+  return 0;
+}
+
+void Filesystem::Enqueue(uint64_t ino) {
+  SpoolState* sp = spooled_.at(ino).get();
+  if (sp->queued) return;
+  sp->queued = true;
+  ingest_queue_.push_back(ino);
+  ingest_cv_.notify_one();
+}
+
+void Filesystem::MaybeDropSpool(uint64_t ino) {
+  auto it = spooled_.find(ino);
+  if (it == spooled_.end()) return;
+  SpoolState* sp = it->second.get();
+  const bool done = sp->unlinked || (sp->version == sp->committed && sp->writers == 0 && !sp->failed);
+  if (!done || sp->handles > 0 || sp->ingesting || sp->queued) return;
+  ::close(sp->fd);
+  Status s = spool_.Remove(ino);
+  if (!s.ok()) Log(s.ToString());
+  spooled_.erase(it);
+  idle_cv_.notify_all();
+}
+
+void Filesystem::IngestLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    ingest_cv_.wait(lock, [&] { return stopping_ || !ingest_queue_.empty(); });
+    if (stopping_) return;
+    const uint64_t ino = ingest_queue_.front();
+    ingest_queue_.pop_front();
+    auto it = spooled_.find(ino);
+    if (it == spooled_.end()) continue;
+    SpoolState* sp = it->second.get();
+    sp->queued = false;
+    if (sp->unlinked || sp->writers > 0 || sp->version == sp->committed || sp->failed) {
+      MaybeDropSpool(ino);
+      idle_cv_.notify_all();
+      continue;
+    }
+    sp->ingesting = true;
+    const uint64_t version = sp->version;
+    const int64_t mtime = sp->mtime_ns;
+    lock.unlock();
+
+    IngestResult r;
+    Status s = store_->IngestInode(ino, spool_.DataPath(ino), mtime, &r);
+
+    lock.lock();
+    sp = spooled_.at(ino).get();
+    sp->ingesting = false;
+    if (s.ok()) {
+      ++ingests_done_;
+      sp->committed = version;
+    } else if (s.IsNotFound()) {
+      sp->unlinked = true;  // removed while we ingested
+    } else {
+      ++ingest_errors_;
+      sp->failed = true;  // kept in the spool; retried after the next change or at the next start
+      Log(fmt::format("ingest of inode {} failed, kept in the spool: {}", ino, s.ToString()));
+    }
+    MaybeDropSpool(ino);
+    idle_cv_.notify_all();
+  }
+}
+
+void Filesystem::RequestGc() {
+  std::lock_guard<std::mutex> lock(mu_);
+  gc_needed_ = true;
+  gc_cv_.notify_all();
+}
+
+void Filesystem::GcLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    gc_cv_.wait(lock, [&] { return stopping_ || gc_needed_; });
+    // Let a burst of deletions (rm -rf of a checkpoint) finish first.
+    gc_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; });
+    if (stopping_) return;
+    gc_needed_ = false;
+    lock.unlock();
+    Status s = store_->CollectGarbage();
+    if (!s.ok()) Log(fmt::format("garbage collection: {}", s.ToString()));
+    lock.lock();
+  }
+}
+
+Status Filesystem::FlushAll() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [&] {
+    if (!ingest_queue_.empty()) return false;
+    for (const auto& [ino, sp] : spooled_) {
+      if (sp->ingesting ||
+          (sp->writers == 0 && !sp->unlinked && !sp->failed && sp->version != sp->committed)) {
+        return false;
+      }
+    }
+    return true;
+  });
+  return ingest_errors_ == 0 ? Status::OK()
+                             : Status::IOError(fmt::format("{} ingests failed; see the daemon log", ingest_errors_));
+}
+
+Filesystem::Counters Filesystem::counters() {
+  Counters c;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    c.spooled_files = spooled_.size();
+    c.ingests_done = ingests_done_;
+    c.ingest_errors = ingest_errors_;
+  }
+  c.cache_bytes = cache_.size_bytes();
+  c.cache_hits = cache_.hits();
+  c.cache_misses = cache_.misses();
+  return c;
+}
+
+// ---- Extended attributes ----------------------------------------------------
+
+namespace {
+const char* kXattrNames[] = {"user.tpde.stored_bytes", "user.tpde.chain_depth", "user.tpde.reference",
+                             "user.tpde.state"};
+}
+
+int Filesystem::ListXattr(uint64_t ino, std::vector<std::string>* names) {
+  Inode n;
+  Status s = store_->GetInode(ino, &n);
+  if (!s.ok()) return ToErrno(s);
+  names->clear();
+  if (n.type == InodeType::kFile) names->assign(std::begin(kXattrNames), std::end(kXattrNames));
+  return 0;
+}
+
+int Filesystem::GetXattr(uint64_t ino, const std::string& name, std::string* value) {
+  Inode n;
+  Status s = store_->GetInode(ino, &n);
+  if (!s.ok()) return ToErrno(s);
+  if (n.type != InodeType::kFile || std::find(std::begin(kXattrNames), std::end(kXattrNames), name) ==
+                                        std::end(kXattrNames)) {
+    return ENODATA;
+  }
+  if (name == "user.tpde.state") {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = spooled_.find(ino);
+    if (it == spooled_.end() || it->second->version == it->second->committed) {
+      *value = "committed";
+    } else {
+      *value = it->second->ingesting ? "ingesting" : "spooled";
+    }
+    return 0;
+  }
+  FileStats f;
+  s = store_->GetFileStats(ino, &f);
+  if (!s.ok()) return ToErrno(s);
+  if (name == "user.tpde.stored_bytes") *value = std::to_string(f.stored_bytes);
+  if (name == "user.tpde.chain_depth") *value = std::to_string(f.chain_depth);
+  if (name == "user.tpde.reference") *value = f.reference_path;
+  return 0;
+}
+
+}  // namespace tpde
