@@ -34,6 +34,7 @@ struct Options {
   std::string log_file;         // default STORE/tpded.log when detached
   uint64_t cache_mb = 256;
   size_t ingest_threads = 1;
+  uint64_t ingest_delay_ms = 250;
   size_t threads = 0;
   int chain_depth = 8;
   int zstd_level = 3;
@@ -106,6 +107,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-file", o.log_file, "log file when detached (default STORE/tpded.log)");
   app.add_option("--cache-mb", o.cache_mb, "decoded chunk cache, MiB")->capture_default_str();
   app.add_option("--ingest-threads", o.ingest_threads, "files ingested concurrently")->capture_default_str();
+  app.add_option("--ingest-delay-ms", o.ingest_delay_ms, "wait after the last close before ingesting")
+      ->capture_default_str();
   app.add_option("--threads", o.threads, "encode/decode threads (0: all cores)")->capture_default_str();
   app.add_option("--chain-depth", o.chain_depth, "deltas per chain before a new keyframe")
       ->check(CLI::Range(0, 62))
@@ -140,6 +143,7 @@ int main(int argc, char** argv) {
   fo.spool_dir = o.spool;
   fo.cache_bytes = o.cache_mb << 20;
   fo.ingest_threads = o.ingest_threads;
+  fo.ingest_delay_ms = o.ingest_delay_ms;
   std::unique_ptr<tpde::Filesystem> fs;
   s = tpde::Filesystem::Open(store.get(), fo, &fs);
   if (!s.ok()) return Fail(&detacher, o, s.ToString());

@@ -124,7 +124,7 @@ Status Filesystem::Recover() {
     st->mtime_ns = int64_t{sb.st_mtim.tv_sec} * 1000000000 + sb.st_mtim.tv_nsec;
     std::lock_guard<std::mutex> lock(mu_);
     spooled_[e.ino] = std::move(st);
-    Enqueue(e.ino);
+    Enqueue(e.ino, /*delay=*/false);
     Log(fmt::format("recovery: inode {} queued for ingest", e.ino));
   }
   return Status::OK();
@@ -608,11 +608,12 @@ int Filesystem::Release(uint64_t fh) {
   return 0;
 }
 
-void Filesystem::Enqueue(uint64_t ino) {
+void Filesystem::Enqueue(uint64_t ino, bool delay) {
   SpoolState* sp = spooled_.at(ino).get();
   if (sp->queued) return;
   sp->queued = true;
-  ingest_queue_.push_back(ino);
+  const auto wait = std::chrono::milliseconds(delay ? options_.ingest_delay_ms : 0);
+  ingest_queue_.push_back({ino, std::chrono::steady_clock::now() + wait});
   ingest_cv_.notify_one();
 }
 
@@ -620,8 +621,10 @@ void Filesystem::MaybeDropSpool(uint64_t ino) {
   auto it = spooled_.find(ino);
   if (it == spooled_.end()) return;
   SpoolState* sp = it->second.get();
-  const bool done = sp->unlinked || (sp->version == sp->committed && sp->writers == 0 && !sp->failed);
-  if (!done || sp->handles > 0 || sp->ingesting || sp->queued) return;
+  // An unlinked file's spool goes as soon as nobody has it open (a queued
+  // ingest finds it gone); a committed one once its ingest is done.
+  const bool done = sp->unlinked || (sp->version == sp->committed && sp->writers == 0 && !sp->failed && !sp->queued);
+  if (!done || sp->handles > 0 || sp->ingesting) return;
   ::close(sp->fd);
   Status s = spool_.Remove(ino);
   if (!s.ok()) Log(s.ToString());
@@ -634,10 +637,17 @@ void Filesystem::IngestLoop() {
   while (true) {
     ingest_cv_.wait(lock, [&] { return stopping_ || !ingest_queue_.empty(); });
     if (stopping_) return;
-    const uint64_t ino = ingest_queue_.front();
+    if (auto ready = ingest_queue_.front().not_before; std::chrono::steady_clock::now() < ready) {
+      ingest_cv_.wait_until(lock, ready, [&] { return stopping_; });
+      continue;
+    }
+    const uint64_t ino = ingest_queue_.front().ino;
     ingest_queue_.pop_front();
     auto it = spooled_.find(ino);
-    if (it == spooled_.end()) continue;
+    if (it == spooled_.end()) {  // dropped while queued (unlinked)
+      idle_cv_.notify_all();
+      continue;
+    }
     SpoolState* sp = it->second.get();
     sp->queued = false;
     if (sp->unlinked || sp->writers > 0 || sp->version == sp->committed || sp->failed) {
@@ -659,6 +669,12 @@ void Filesystem::IngestLoop() {
     if (s.ok()) {
       ++ingests_done_;
       sp->committed = version;
+      if (sp->mtime_ns != mtime) {  // utimens after close (rsync -a, cp -p) raced with the ingest
+        Store::AttrChanges fix;
+        fix.mtime_ns = sp->mtime_ns;
+        Status ms = store_->SetAttributes(ino, fix);
+        if (!ms.ok()) Log(fmt::format("inode {}: restoring mtime: {}", ino, ms.ToString()));
+      }
     } else if (s.IsNotFound()) {
       sp->unlinked = true;  // removed while we ingested
     } else {

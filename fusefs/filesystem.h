@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -39,6 +40,10 @@ struct FsOptions {
   uint64_t cache_bytes = 256ull << 20; // decoded chunk cache
   size_t ingest_threads = 1;           // concurrent ingests (each uses the store's pool)
   size_t readahead_chunks = 4;         // chunks decoded ahead of a sequential reader
+  // How long a closed file waits before its ingest starts: tools that write
+  // a temporary name and rename it after close (rsync, atomic savers) get
+  // their final name first, which is what reference choice looks at.
+  uint64_t ingest_delay_ms = 250;
 };
 
 struct SetAttrRequest {
@@ -114,7 +119,7 @@ class Filesystem {
   void OverlaySpool(uint64_t ino, struct stat* st);
   // Creates the spool copy of a file (mu_ held).
   int Materialize(uint64_t ino, bool truncate, SpoolState** state);
-  void Enqueue(uint64_t ino);       // mu_ held
+  void Enqueue(uint64_t ino, bool delay = true);  // mu_ held
   void MaybeDropSpool(uint64_t ino);  // mu_ held
   void IngestLoop();
   void GcLoop();
@@ -132,7 +137,11 @@ class Filesystem {
   std::condition_variable ingest_cv_;  // work for ingest workers
   std::condition_variable idle_cv_;    // an ingest finished
   std::unordered_map<uint64_t, std::unique_ptr<SpoolState>> spooled_;
-  std::deque<uint64_t> ingest_queue_;
+  struct QueuedIngest {
+    uint64_t ino;
+    std::chrono::steady_clock::time_point not_before;
+  };
+  std::deque<QueuedIngest> ingest_queue_;
   bool stopping_ = false;
   uint64_t ingests_done_ = 0, ingest_errors_ = 0;
   std::vector<std::thread> ingest_workers_;
