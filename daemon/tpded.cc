@@ -34,12 +34,13 @@ struct Options {
   std::string log_file;         // default STORE/tpded.log when detached
   uint64_t cache_mb = 256;
   size_t ingest_threads = 1;
-  uint64_t ingest_delay_ms = 250;
+  uint64_t ingest_delay_ms = 100;
   size_t threads = 0;
   int chain_depth = 8;
   int zstd_level = 3;
   bool allow_other = false;
   bool foreground = false;
+  bool debug_fuse = false;
 };
 
 // Reports startup success or failure to the parent that waits in the
@@ -116,6 +117,7 @@ int main(int argc, char** argv) {
   app.add_option("--zstd-level", o.zstd_level, "zstd level of every stream")->check(CLI::Range(1, 22))->capture_default_str();
   app.add_flag("--allow-other", o.allow_other, "let users other than the mounting one access the mount");
   app.add_flag("-f,--foreground", o.foreground, "stay in the foreground");
+  app.add_flag("--debug-fuse", o.debug_fuse, "log every FUSE request and reply (libfuse -d)");
   CLI11_PARSE(app, argc, argv);
 
   std::error_code ec;
@@ -156,6 +158,7 @@ int main(int argc, char** argv) {
                                        tpde::kMaxRequestBytes);
   if (o.allow_other) mount_opts += ",allow_other";
   std::vector<std::string> arg_strings = {"tpded", "-o", mount_opts};
+  if (o.debug_fuse) arg_strings.push_back("-d");
   std::vector<char*> fuse_argv;
   for (auto& a : arg_strings) fuse_argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(fuse_argv.size()), fuse_argv.data());

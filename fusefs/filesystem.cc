@@ -184,16 +184,34 @@ int Filesystem::Lookup(uint64_t parent, const std::string& name, struct stat* st
 int Filesystem::GetAttr(uint64_t ino, uint64_t fh, struct stat* st) {
   Inode n;
   Status s = store_->GetInode(ino, &n);
-  if (s.IsNotFound() && fh != 0) {
-    n = reinterpret_cast<Handle*>(fh)->inode;  // unlinked but still open
+  std::lock_guard<std::mutex> lock(mu_);
+  if (s.IsNotFound()) {  // unlinked but still open?
+    auto it = open_inodes_.find(ino);
+    if (it != open_inodes_.end()) {
+      n = it->second.inode;
+    } else if (fh != 0) {
+      n = reinterpret_cast<Handle*>(fh)->inode;
+    } else {
+      return ENOENT;
+    }
+    n.nlink = 0;
   } else if (!s.ok()) {
     return ToErrno(s);
   }
   StatFromInode(n, st);
-  if (s.IsNotFound()) st->st_nlink = 0;
-  std::lock_guard<std::mutex> lock(mu_);
   OverlaySpool(ino, st);
   return 0;
+}
+
+void Filesystem::TrackOpen(const Inode& n) {
+  OpenInode& o = open_inodes_[n.ino];
+  o.handles++;
+  o.inode = n;
+}
+
+void Filesystem::TrackClose(uint64_t ino) {
+  auto it = open_inodes_.find(ino);
+  if (it != open_inodes_.end() && --it->second.handles == 0) open_inodes_.erase(it);
 }
 
 int Filesystem::SetAttr(uint64_t ino, uint64_t fh, const SetAttrRequest& req, struct stat* st) {
@@ -223,9 +241,23 @@ int Filesystem::SetAttr(uint64_t ino, uint64_t fh, const SetAttrRequest& req, st
   changes.mtime_ns = req.mtime_ns;
   Inode n;
   Status s = store_->SetAttributes(ino, changes, &n);
-  if (!s.ok()) return ToErrno(s);
-  StatFromInode(n, st);
   std::lock_guard<std::mutex> lock(mu_);
+  if (s.IsNotFound()) {  // unlinked but still open: change what the handles see
+    auto it = open_inodes_.find(ino);
+    if (it == open_inodes_.end()) return ENOENT;
+    Inode& o = it->second.inode;
+    if (req.mode) o.mode = *req.mode;
+    if (req.uid) o.uid = *req.uid;
+    if (req.gid) o.gid = *req.gid;
+    if (req.mtime_ns) o.mtime_ns = *req.mtime_ns;
+    n = o;
+    n.nlink = 0;
+  } else if (!s.ok()) {
+    return ToErrno(s);
+  } else if (auto it = open_inodes_.find(ino); it != open_inodes_.end()) {
+    it->second.inode = n;
+  }
+  StatFromInode(n, st);
   if (req.mtime_ns) {
     if (auto it = spooled_.find(ino); it != spooled_.end()) it->second->mtime_ns = *req.mtime_ns;
   }
@@ -434,6 +466,7 @@ int Filesystem::Create(uint64_t parent, const std::string& name, uint32_t mode, 
   h->write = true;
   h->spooled = true;
   h->inode = n;
+  TrackOpen(n);
   *fh = reinterpret_cast<uint64_t>(h.release());
   StatFromInode(n, st);
   return 0;
@@ -475,11 +508,16 @@ int Filesystem::Open(uint64_t ino, int flags, uint64_t* fh, bool* keep_cache) {
     if (h->inode.object != 0) {
       std::unique_ptr<FileReader> reader;
       s = store_->OpenReader(ino, &reader);
-      if (!s.ok()) return ToErrno(s);
+      if (!s.ok()) {
+        Log(fmt::format("open of inode {}: {}", ino, s.ToString()));
+        return ToErrno(s);
+      }
       h->reader = std::move(reader);
     }
     *keep_cache = true;  // committed content never changes in place
+    lock.lock();
   }
+  TrackOpen(h->inode);
   *fh = reinterpret_cast<uint64_t>(h.release());
   return 0;
 }
@@ -583,16 +621,21 @@ int Filesystem::Write(uint64_t fh, uint64_t offset, const char* data, size_t siz
 
 int Filesystem::Fsync(uint64_t fh) {
   Handle* h = reinterpret_cast<Handle*>(fh);
+  // The file's name and attributes become durable with it.
+  if (!store_->SyncLog().ok()) return EIO;
   if (!h->spooled) return 0;  // committed content is durable
   std::lock_guard<std::mutex> lock(mu_);
   SpoolState* sp = spooled_.at(h->ino).get();
   return spool_.MarkKeep(h->ino, sp->fd, /*sync=*/true).ok() ? 0 : EIO;
 }
 
+int Filesystem::FsyncDir() { return store_->SyncLog().ok() ? 0 : EIO; }
+
 int Filesystem::Release(uint64_t fh) {
   std::unique_ptr<Handle> h(reinterpret_cast<Handle*>(fh));
-  if (!h->spooled) return 0;
   std::lock_guard<std::mutex> lock(mu_);
+  TrackClose(h->ino);
+  if (!h->spooled) return 0;
   auto it = spooled_.find(h->ino);
   if (it == spooled_.end()) return 0;
   SpoolState* sp = it->second.get();

@@ -43,7 +43,7 @@ struct FsOptions {
   // How long a closed file waits before its ingest starts: tools that write
   // a temporary name and rename it after close (rsync, atomic savers) get
   // their final name first, which is what reference choice looks at.
-  uint64_t ingest_delay_ms = 250;
+  uint64_t ingest_delay_ms = 100;
 };
 
 struct SetAttrRequest {
@@ -91,6 +91,7 @@ class Filesystem {
   int Read(uint64_t fh, uint64_t offset, size_t size, char* out, size_t* read_bytes);
   int Write(uint64_t fh, uint64_t offset, const char* data, size_t size, size_t* written);
   int Fsync(uint64_t fh);
+  int FsyncDir();
   int Release(uint64_t fh);
 
   // ---- Extended attributes (user.tpde.*, read-only) ----
@@ -137,6 +138,15 @@ class Filesystem {
   std::condition_variable ingest_cv_;  // work for ingest workers
   std::condition_variable idle_cv_;    // an ingest finished
   std::unordered_map<uint64_t, std::unique_ptr<SpoolState>> spooled_;
+  // Inodes with open handles: their attributes outlive an unlink until the
+  // last close (the kernel asks for them, without a handle, at close).
+  struct OpenInode {
+    uint32_t handles = 0;
+    Inode inode;
+  };
+  std::unordered_map<uint64_t, OpenInode> open_inodes_;
+  void TrackOpen(const Inode& n);   // mu_ held
+  void TrackClose(uint64_t ino);    // mu_ held
   struct QueuedIngest {
     uint64_t ino;
     std::chrono::steady_clock::time_point not_before;

@@ -55,6 +55,10 @@ uint64_t Fh(const fuse_file_info* fi) { return fi != nullptr ? fi->fh : 0; }
 
 void Init(void*, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  // The kernel buffers writes and sends them in large writebacks; close()
+  // still writes every dirty page back before release, and fsync() before
+  // it returns, so the spool holds the whole file when ingest is queued.
+  if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   conn->max_read = kMaxRequestBytes;  // must equal the max_read mount option
   conn->max_write = kMaxRequestBytes;
   conn->max_readahead = kMaxRequestBytes;
@@ -232,7 +236,7 @@ void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   fuse_reply_err(req, 0);
 }
 
-void FsyncDir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, 0); }  // commits are synced
+void FsyncDir(fuse_req_t req, fuse_ino_t, int, fuse_file_info*) { fuse_reply_err(req, Fs(req)->FsyncDir()); }
 
 void StatFs(fuse_req_t req, fuse_ino_t) {
   struct statvfs sv {};

@@ -102,6 +102,7 @@ Status Store::Impl::Rebase(uint64_t object, uint64_t old_reference, uint64_t new
 
 Status Store::CollectGarbage() {
   Impl& im = *impl_;
+  std::lock_guard<std::mutex> gc_lock(im.gc_mu);
   std::vector<uint64_t> detached;
   {
     std::unique_ptr<rocksdb::Iterator> it(im.db->NewIterator(rocksdb::ReadOptions(), im.detached_cf));

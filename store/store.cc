@@ -200,6 +200,7 @@ Status Store::Impl::Lookup(uint64_t parent, std::string_view name, Inode* out) {
 
 Status Store::Impl::GetManifest(uint64_t object, std::shared_ptr<const Manifest>* out,
                                 const rocksdb::Snapshot* snap) {
+  uint64_t epoch = 0;
   if (snap == nullptr) {
     std::lock_guard<std::mutex> lock(cache_mu);
     auto it = manifest_cache.find(object);
@@ -207,6 +208,7 @@ Status Store::Impl::GetManifest(uint64_t object, std::shared_ptr<const Manifest>
       *out = it->second;
       return Status::OK();
     }
+    epoch = cache_epoch;
   }
   rocksdb::ReadOptions ro;
   ro.snapshot = snap;
@@ -219,7 +221,7 @@ Status Store::Impl::GetManifest(uint64_t object, std::shared_ptr<const Manifest>
   if (m->object_id != object) return Status::Corruption(fmt::format("object {}: manifest names object {}", object, m->object_id));
   if (snap == nullptr) {
     std::lock_guard<std::mutex> lock(cache_mu);
-    manifest_cache[object] = m;
+    if (cache_epoch == epoch) manifest_cache[object] = m;
   }
   *out = std::move(m);
   return Status::OK();
@@ -227,6 +229,7 @@ Status Store::Impl::GetManifest(uint64_t object, std::shared_ptr<const Manifest>
 
 void Store::Impl::ForgetManifest(uint64_t object) {
   std::lock_guard<std::mutex> lock(cache_mu);
+  ++cache_epoch;
   manifest_cache.erase(object);
 }
 
@@ -283,9 +286,9 @@ void Store::Impl::PutDirent(rocksdb::WriteBatch* b, uint64_t parent, std::string
   b->Put(dirents_cf, keys::Dirent(parent, name), v);
 }
 
-Status Store::Impl::Commit(rocksdb::WriteBatch* b) {
+Status Store::Impl::Commit(rocksdb::WriteBatch* b, bool sync) {
   rocksdb::WriteOptions wo;
-  wo.sync = true;
+  wo.sync = sync;
   return FromRocks(db->Write(wo, b), "commit");
 }
 
@@ -353,7 +356,7 @@ Status Store::MakeDirectory(uint64_t parent, std::string_view name, uint32_t mod
   impl_->PutInode(&b, d);
   impl_->PutInode(&b, p);
   impl_->PutDirent(&b, parent, name, d.ino, d.type);
-  TPDE_RETURN_IF_ERROR(impl_->Commit(&b));
+  TPDE_RETURN_IF_ERROR(impl_->Commit(&b, /*sync=*/false));
   *out = d;
   return Status::OK();
 }
@@ -392,7 +395,7 @@ Status Store::Symlink(uint64_t parent, std::string_view name, std::string_view t
   rocksdb::WriteBatch b;
   impl_->PutInode(&b, n);
   impl_->PutDirent(&b, parent, name, n.ino, n.type);
-  TPDE_RETURN_IF_ERROR(impl_->Commit(&b));
+  TPDE_RETURN_IF_ERROR(impl_->Commit(&b, /*sync=*/false));
   *out = n;
   return Status::OK();
 }
@@ -411,7 +414,8 @@ Status Store::Unlink(uint64_t parent, std::string_view name) {
     b.Delete(impl_->inodes_cf, keys::U64(n.ino));
     if (n.object != 0) TPDE_RETURN_IF_ERROR(impl_->ReleaseObject(&b, n.object));
   }
-  return impl_->Commit(&b);
+  // Synced when content is freed or detached; a plain name removal is not.
+  return impl_->Commit(&b, /*sync=*/n.nlink <= 1 && n.object != 0);
 }
 
 Status Store::RemoveDirectory(uint64_t parent, std::string_view name) {
@@ -425,7 +429,7 @@ Status Store::RemoveDirectory(uint64_t parent, std::string_view name) {
   rocksdb::WriteBatch b;
   b.Delete(impl_->dirents_cf, keys::Dirent(parent, name));
   b.Delete(impl_->inodes_cf, keys::U64(n.ino));
-  return impl_->Commit(&b);
+  return impl_->Commit(&b, /*sync=*/false);
 }
 
 Status Store::RemoveTree(std::string_view path) {
@@ -465,7 +469,7 @@ Status Store::SetAttributes(uint64_t ino, const AttrChanges& changes, Inode* out
   n.ctime_ns = NowNs();
   rocksdb::WriteBatch b;
   impl_->PutInode(&b, n);
-  TPDE_RETURN_IF_ERROR(impl_->Commit(&b));
+  TPDE_RETURN_IF_ERROR(impl_->Commit(&b, /*sync=*/false));
   if (out != nullptr) *out = n;
   return Status::OK();
 }
@@ -492,7 +496,7 @@ Status Store::CreateFile(uint64_t parent, std::string_view name, uint32_t mode, 
   impl_->PutInode(&b, n);
   impl_->PutInode(&b, p);
   impl_->PutDirent(&b, parent, name, n.ino, n.type);
-  TPDE_RETURN_IF_ERROR(impl_->Commit(&b));
+  TPDE_RETURN_IF_ERROR(impl_->Commit(&b, /*sync=*/false));
   *out = n;
   return Status::OK();
 }
@@ -556,7 +560,11 @@ Status Store::Rename(uint64_t parent, std::string_view name, uint64_t new_parent
   src.parent = new_parent;
   src.ctime_ns = now;
   impl_->PutInode(&b, src);
-  return impl_->Commit(&b);
+  return impl_->Commit(&b, /*sync=*/false);
+}
+
+Status Store::SyncLog() {
+  return FromRocks(impl_->db->SyncWAL(), "syncing the log");
 }
 
 Status Store::CountInodes(uint64_t* count) {

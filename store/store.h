@@ -9,8 +9,11 @@
 //     ("detached").
 // The key schema is in docs/format.md.
 //
-// Durability: every mutation commits in one atomic RocksDB WriteBatch written
-// with sync. An ingest first stages its chunk payloads under a fresh
+// Durability: every mutation commits in one atomic RocksDB WriteBatch.
+// Content commits (ingest, re-base, freeing an object) are synced;
+// namespace-only changes (mkdir, create, rename, chmod, ...) are not, and
+// become durable with the next synced commit or SyncLog(), as directory
+// changes on a journaling file system do (fsync of the directory). An ingest first stages its chunk payloads under a fresh
 // (object, generation) that nothing names, then commits manifest, inode,
 // dirent and reference edges in one batch; a crash at any point leaves the
 // store as it was before the ingest or with the whole ingest, and staged
@@ -151,6 +154,8 @@ class Store {
     std::optional<int64_t> mtime_ns;
   };
   Status SetAttributes(uint64_t ino, const AttrChanges& changes, Inode* out = nullptr);
+  // Makes every earlier commit durable (fsync of a directory or a file).
+  Status SyncLog();
   // Counts inodes (for statfs).
   Status CountInodes(uint64_t* count);
 

@@ -41,8 +41,13 @@ struct Store::Impl {
   std::atomic<uint64_t> next_object{1};
   uint64_t next_commit_seq = 1;  // guarded by commit_mu
 
+  std::mutex gc_mu;  // one CollectGarbage at a time: re-bases of one object never race
+
   std::mutex cache_mu;
   std::map<uint64_t, std::shared_ptr<const Manifest>> manifest_cache;  // by object id
+  // Bumped by every ForgetManifest: a manifest read from the database before
+  // an invalidation must not be cached after it.
+  uint64_t cache_epoch = 0;  // guarded by cache_mu
 
   ~Impl();
 
@@ -67,7 +72,10 @@ struct Store::Impl {
   // Deletes `object` (manifest, chunks, its reference edge) and cascades to
   // a detached reference left without dependents.
   Status FreeObject(rocksdb::WriteBatch* b, uint64_t object);
-  Status Commit(rocksdb::WriteBatch* b);
+  // Writes `b` atomically. Content commits (ingest, re-base, free) are
+  // synced; namespace-only changes pass sync = false and become durable with
+  // the next synced commit or SyncLog() (the WAL is ordered).
+  Status Commit(rocksdb::WriteBatch* b, bool sync = true);
   // Chunk key ranges deleted by committed batches, compacted away later.
   std::vector<std::pair<std::string, std::string>> freed_ranges;  // guarded by commit_mu
   // Compacts the freed ranges so their blob files are released. Best effort.

@@ -55,6 +55,8 @@ class Daemon:
     def __init__(self, store, mount, extra_args=(), spool=None):
         self.store, self.mount = store, mount
         self.args = [TPDED, "--store", store, "--mount", mount, "--foreground", *extra_args]
+        if os.environ.get("TPDE_DEBUG_FUSE"):
+            self.args.append("--debug-fuse")
         if spool:
             self.args += ["--spool", spool]
         self.proc = None
@@ -124,6 +126,10 @@ class MountTestCase(unittest.TestCase):
         with contextlib.suppress(Exception):
             if self.d.proc:
                 self.d.stop()
+        with contextlib.suppress(Exception):  # the daemon's own account, for failures
+            notes = [l for l in self.d.read_log().splitlines() if "serving" not in l and "unmounted" not in l]
+            if notes:
+                sys.stderr.write("---- tpded log ----\n" + "\n".join(notes) + "\n")
         with contextlib.suppress(Exception):
             if is_mounted(self.mnt):
                 subprocess.run(["umount", "-l", self.mnt], check=False)
