@@ -72,12 +72,12 @@ def generate_series(root, gb, count=3, seed=0):
     return root
 
 
-def bench_series(name, series, work, cache_mb):
+def bench_series(name, series, work, cache_mb, daemon_args=()):
     store, mnt, plain = (os.path.join(work, x) for x in ("store", "mnt", "plain"))
     for p in (store, mnt, plain):
         shutil.rmtree(p, ignore_errors=True)
     os.makedirs(plain)
-    d = harness.Daemon(store, mnt, ["--cache-mb", str(cache_mb)]).start()
+    d = harness.Daemon(store, mnt, ["--cache-mb", str(cache_mb), *daemon_args]).start()
     ckpts = sorted(os.listdir(series), key=lambda s: int(s.rsplit("-", 1)[-1]) if s[-1].isdigit() else 0)
     for c in ckpts:  # warm the source into the page cache
         harness.tree_hashes(os.path.join(series, c))
@@ -116,17 +116,19 @@ def main():
     ap.add_argument("--generated-gb", type=float, default=1.0)
     ap.add_argument("--cache-mb", type=int, default=2048)
     ap.add_argument("--work", default="/var/tmp/tpde-mount-bench")
+    ap.add_argument("--daemon-arg", action="append", default=[], help="extra tpded option (repeatable)")
     a = ap.parse_args()
     harness.TPDED, harness.TPDECTL = os.path.abspath(a.tpded), os.path.abspath(a.tpdectl)
     for s in a.series:
-        bench_series(os.path.basename(s.rstrip("/")), s, os.path.join(a.work, "run"), a.cache_mb)
+        bench_series(os.path.basename(s.rstrip("/")), s, os.path.join(a.work, "run"), a.cache_mb, a.daemon_arg)
     if a.generated_gb > 0:
         gen = os.path.join(a.work + "-gen", "series")
         shutil.rmtree(os.path.dirname(gen), ignore_errors=True)
         t0 = time.perf_counter()
         generate_series(gen, a.generated_gb)
         print(f"(generated 3 x {a.generated_gb} GB in {time.perf_counter() - t0:.0f} s)", flush=True)
-        bench_series(f"generated-{a.generated_gb:g}GB-bf16", gen, os.path.join(a.work, "run"), a.cache_mb)
+        bench_series(f"generated-{a.generated_gb:g}GB-bf16", gen, os.path.join(a.work, "run"), a.cache_mb,
+                     a.daemon_arg)
         shutil.rmtree(os.path.dirname(gen), ignore_errors=True)
 
 

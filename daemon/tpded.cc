@@ -9,13 +9,17 @@
 // Under systemd (Type=notify) READY=1 is sent once the mount is live.
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <filesystem>
 
 #include "daemon/control_protocol.h"
@@ -41,7 +45,47 @@ struct Options {
   bool allow_other = false;
   bool foreground = false;
   bool debug_fuse = false;
+  uint64_t writeback_buffer_mb = 0;  // 0: min(1 GiB, 5% of memory)
 };
+
+// Lets the kernel buffer up to `mb` MiB of writes to the mount before it
+// throttles the writer to the daemon's pace. FUSE mounts start with a 1%
+// share of the dirty-page limit (strictly enforced), which makes writing a
+// large checkpoint as slow as ingesting it. Best effort: older kernels have
+// no max_bytes (then max_ratio is raised), and a failure only costs speed.
+//
+// The budget stays well below the system's dirty limit (and the daemon is an
+// I/O flusher where the kernel lets it, see MarkIoFlusher), so its own writes
+// to the spool are not held back by the dirty pages it is writing back.
+void RaiseWritebackLimit(const std::string& mount, uint64_t mb) {
+  if (mb == 0) {
+    const uint64_t ram_mb = uint64_t(::sysconf(_SC_PHYS_PAGES)) * uint64_t(::sysconf(_SC_PAGESIZE)) >> 20;
+    mb = std::min<uint64_t>(1024, ram_mb / 20);
+  }
+  // The mount's device number, from mountinfo: a stat() of the mount point
+  // would wait for this very daemon, whose session loop is not running yet.
+  std::ifstream info("/proc/self/mountinfo");
+  std::string line, device;
+  while (std::getline(info, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    fields >> id >> parent >> dev >> root >> point;
+    if (point == mount) device = dev;  // the last match is the newest mount
+  }
+  if (device.empty()) return;
+  const std::string bdi = "/sys/class/bdi/" + device + "/";
+  auto write = [&](const std::string& file, const std::string& value) {
+    int fd = ::open((bdi + file).c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    const bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+    ::close(fd);
+    return ok;
+  };
+  if (!write("max_bytes", std::to_string(mb << 20)) && !write("max_ratio", "50")) {
+    fmt::print(stderr, "tpded: warning: cannot raise the write-back limit in {} ({}); writes are throttled to "
+               "ingest speed\n", bdi, std::strerror(errno));
+  }
+}
 
 // Reports startup success or failure to the parent that waits in the
 // foreground terminal, then detaches stdio.
@@ -87,6 +131,13 @@ class Detacher {
   bool detached_ = false;
 };
 
+// PR_SET_IO_FLUSHER (Linux 5.6+, Documentation/admin-guide/...): the daemon
+// writes back the mount's dirty pages, so it must be throttled only by the
+// dirty pages of the devices it writes to, and its allocations must not
+// recurse into I/O to the mount. Without CAP_SYS_RESOURCE this fails; the
+// kernel's default 1% write-back share for FUSE then keeps things safe.
+bool MarkIoFlusher() { return ::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) == 0; }
+
 int Fail(Detacher* d, const Options& o, const std::string& msg) {
   const std::string line = fmt::format("tpded: {}", msg);
   fmt::print(stderr, "{}\n", line);
@@ -117,6 +168,9 @@ int main(int argc, char** argv) {
   app.add_option("--zstd-level", o.zstd_level, "zstd level of every stream")->check(CLI::Range(1, 22))->capture_default_str();
   app.add_flag("--allow-other", o.allow_other, "let users other than the mounting one access the mount");
   app.add_flag("-f,--foreground", o.foreground, "stay in the foreground");
+  app.add_option("--writeback-buffer-mb", o.writeback_buffer_mb,
+                 "writes the kernel may buffer before throttling writers, MiB (0: min(1024, 5% of RAM))")
+      ->capture_default_str();
   app.add_flag("--debug-fuse", o.debug_fuse, "log every FUSE request and reply (libfuse -d)");
   CLI11_PARSE(app, argc, argv);
 
@@ -170,6 +224,10 @@ int main(int argc, char** argv) {
     fuse_session_destroy(se);
     return Fail(&detacher, o, fmt::format("cannot mount on '{}' (is /dev/fuse available, are you root?)", o.mount));
   }
+  if (!MarkIoFlusher()) {
+    fmt::print(stderr, "tpded: note: not an I/O flusher ({}); write-back budget kept small\n", std::strerror(errno));
+  }
+  RaiseWritebackLimit(o.mount, o.writeback_buffer_mb);
   fmt::print(stderr, "tpded: serving '{}' on '{}'\n", o.store, o.mount);
   detacher.Report("ok", o.log_file);
   sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s", o.store.c_str(), o.mount.c_str());

@@ -601,22 +601,39 @@ void Filesystem::ReadaheadLoop() {
   }
 }
 
-int Filesystem::Write(uint64_t fh, uint64_t offset, const char* data, size_t size, size_t* written) {
+int Filesystem::BeginWrite(uint64_t fh, int* fd) {
   Handle* h = reinterpret_cast<Handle*>(fh);
   if (!h->write) return EBADF;
   std::lock_guard<std::mutex> lock(mu_);
+  *fd = spooled_.at(h->ino)->fd;  // stays open while this handle is
+  return 0;
+}
+
+void Filesystem::EndWrite(uint64_t fh) {
+  Handle* h = reinterpret_cast<Handle*>(fh);
+  std::lock_guard<std::mutex> lock(mu_);
   SpoolState* sp = spooled_.at(h->ino).get();
-  *written = 0;
-  while (*written < size) {
-    ssize_t n = ::pwrite(sp->fd, data + *written, size - *written, static_cast<off_t>(offset + *written));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno;  // ENOSPC when the spool disk is full
-    *written += static_cast<size_t>(n);
-  }
   ++sp->version;
   sp->failed = false;
   sp->mtime_ns = NowNs();
-  return 0;
+}
+
+int Filesystem::Write(uint64_t fh, uint64_t offset, const char* data, size_t size, size_t* written) {
+  int fd = -1;
+  if (int err = BeginWrite(fh, &fd); err != 0) return err;
+  *written = 0;
+  int err = 0;
+  while (*written < size) {  // concurrent writes to one file run in parallel
+    ssize_t n = ::pwrite(fd, data + *written, size - *written, static_cast<off_t>(offset + *written));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      err = errno;  // ENOSPC when the spool disk is full
+      break;
+    }
+    *written += static_cast<size_t>(n);
+  }
+  EndWrite(fh);
+  return *written > 0 ? 0 : err;
 }
 
 int Filesystem::Fsync(uint64_t fh) {
