@@ -24,8 +24,12 @@ echo "== tpded --store $store --mount $mnt"
 "$tpded" --store "$store" --mount "$mnt"
 trap 'mountpoint -q "$mnt" && umount "$mnt"' EXIT
 
-echo "== cp -r tests/data into the mount"
-time cp -r tests/data/. "$mnt/"
+echo "== copy tests/data into the mount, checkpoints in step order (as training writes them)"
+time for series in tests/data/*/; do
+  name=$(basename "$series")
+  mkdir -p "$mnt/$name"
+  for ckpt in $(ls -v "$series"); do cp -r "$series/$ckpt" "$mnt/$name/"; done
+done
 "$tpdectl" flush --store "$store"
 
 echo "== stats"
@@ -44,8 +48,10 @@ fi
 
 echo "== verify"
 "$tpdectl" verify --store "$store"
-ratio=$("$tpdectl" stats --store "$store" --json | python3 -c \
-  'import json,sys; s=json.load(sys.stdin); print(f"ratio {s[\"ratio\"]:.3f}x: {s[\"logical_bytes\"]} bytes stored in {s[\"stored_bytes\"]}")')
+ratio=$("$tpdectl" stats --store "$store" --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print("ratio %.3fx: %d bytes stored in %d" % (s["ratio"], s["logical_bytes"], s["stored_bytes"]))')
 
 echo "== stop the daemon; offline export"
 umount "$mnt"
