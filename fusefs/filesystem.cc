@@ -270,12 +270,7 @@ int Filesystem::SetAttr(uint64_t ino, uint64_t fh, const SetAttrRequest& req, st
 int Filesystem::Mkdir(uint64_t parent, const std::string& name, uint32_t mode, uint32_t uid, uint32_t gid,
                       struct stat* st) {
   Inode n;
-  Status s = store_->MakeDirectory(parent, name, mode, &n);
-  if (!s.ok()) return ToErrno(s);
-  Store::AttrChanges owner;
-  owner.uid = uid;
-  owner.gid = gid;
-  s = store_->SetAttributes(n.ino, owner, &n);
+  Status s = store_->MakeDirectory(parent, name, mode, uid, gid, &n);
   if (!s.ok()) return ToErrno(s);
   StatFromInode(n, st);
   return 0;
@@ -341,12 +336,7 @@ int Filesystem::Rename(uint64_t parent, const std::string& name, uint64_t new_pa
 int Filesystem::Symlink(const std::string& target, uint64_t parent, const std::string& name, uint32_t uid,
                         uint32_t gid, struct stat* st) {
   Inode n;
-  Status s = store_->Symlink(parent, name, target, &n);
-  if (!s.ok()) return ToErrno(s);
-  Store::AttrChanges owner;
-  owner.uid = uid;
-  owner.gid = gid;
-  s = store_->SetAttributes(n.ino, owner, &n);
+  Status s = store_->Symlink(parent, name, target, uid, gid, &n);
   if (!s.ok()) return ToErrno(s);
   StatFromInode(n, st);
   return 0;

@@ -119,6 +119,7 @@ struct IngestTarget {
   uint64_t ino = 0;       // 0: by name
   int64_t mtime_ns = 0;
   uint32_t mode = 0;      // used when creating or replacing by name
+  uint32_t uid = 0, gid = 0;
 };
 
 // Finds the name of `ino` in directory `parent` ("" if none).
@@ -209,6 +210,8 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
         return ls;
       }
       f.mode = target.mode;
+      f.uid = target.uid;
+      f.gid = target.gid;
     }
     m.commit_seq = im.next_commit_seq++;
     batch.Put(im.default_cf, keys::kNextCommitSeq, keys::U64(im.next_commit_seq));
@@ -262,6 +265,8 @@ Status Store::IngestFile(uint64_t parent, std::string_view name, const std::stri
   target.name = std::string(name);
   target.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
   target.mode = st.st_mode & 07777;
+  target.uid = st.st_uid;
+  target.gid = st.st_gid;
   return IngestFd(*impl_, fd.get(), src_path, static_cast<uint64_t>(st.st_size), target, result);
 }
 

@@ -333,7 +333,7 @@ Status Store::ReadDir(uint64_t ino, std::vector<DirEntry>* out) {
   return FromRocks(it->status(), "reading directory");
 }
 
-Status Store::MakeDirectory(uint64_t parent, std::string_view name, uint32_t mode, Inode* out) {
+Status Store::AddEntry(uint64_t parent, std::string_view name, Inode node, Inode* out) {
   TPDE_RETURN_IF_ERROR(CheckName(name));
   std::lock_guard<std::mutex> lock(impl_->commit_mu);
   Inode p;
@@ -344,21 +344,29 @@ Status Store::MakeDirectory(uint64_t parent, std::string_view name, uint32_t mod
     *out = existing;
     return Status::AlreadyExists(fmt::format("'{}' exists", name));
   }
-  Inode d;
-  d.ino = impl_->next_inode++;
-  d.type = InodeType::kDirectory;
-  d.mode = mode & 07777;
-  d.nlink = 2;
-  d.parent = parent;
-  d.mtime_ns = d.ctime_ns = NowNs();
-  p.mtime_ns = p.ctime_ns = d.mtime_ns;
+  node.ino = impl_->next_inode++;
+  node.parent = parent;
+  node.mode &= 07777;
+  node.mtime_ns = node.ctime_ns = NowNs();
+  p.mtime_ns = p.ctime_ns = node.mtime_ns;
   rocksdb::WriteBatch b;
-  impl_->PutInode(&b, d);
+  impl_->PutInode(&b, node);
   impl_->PutInode(&b, p);
-  impl_->PutDirent(&b, parent, name, d.ino, d.type);
+  impl_->PutDirent(&b, parent, name, node.ino, node.type);
   TPDE_RETURN_IF_ERROR(impl_->Commit(&b, /*sync=*/false));
-  *out = d;
+  *out = node;
   return Status::OK();
+}
+
+Status Store::MakeDirectory(uint64_t parent, std::string_view name, uint32_t mode, uint32_t uid, uint32_t gid,
+                            Inode* out) {
+  Inode d;
+  d.type = InodeType::kDirectory;
+  d.mode = mode;
+  d.uid = uid;
+  d.gid = gid;
+  d.nlink = 2;
+  return AddEntry(parent, name, d, out);
 }
 
 Status Store::MakeDirectories(std::string_view path, Inode* out) {
@@ -371,7 +379,7 @@ Status Store::MakeDirectories(std::string_view path, Inode* out) {
     pos = end + 1;
     if (part.empty() || part == ".") continue;
     Inode next;
-    Status s = MakeDirectory(out->ino, part, 0755, &next);
+    Status s = MakeDirectory(out->ino, part, 0755, 0, 0, &next);
     if (!s.ok() && !s.IsAlreadyExists()) return s;
     if (next.type != InodeType::kDirectory) return Status::InvalidArgument(fmt::format("'{}' is not a directory", part));
     *out = next;
@@ -379,25 +387,16 @@ Status Store::MakeDirectories(std::string_view path, Inode* out) {
   return Status::OK();
 }
 
-Status Store::Symlink(uint64_t parent, std::string_view name, std::string_view target, Inode* out) {
-  TPDE_RETURN_IF_ERROR(CheckName(name));
-  std::lock_guard<std::mutex> lock(impl_->commit_mu);
-  Inode existing;
-  if (impl_->Lookup(parent, name, &existing).ok()) return Status::AlreadyExists(fmt::format("'{}' exists", name));
+Status Store::Symlink(uint64_t parent, std::string_view name, std::string_view target, uint32_t uid,
+                      uint32_t gid, Inode* out) {
   Inode n;
-  n.ino = impl_->next_inode++;
   n.type = InodeType::kSymlink;
   n.mode = 0777;
-  n.parent = parent;
+  n.uid = uid;
+  n.gid = gid;
   n.size = target.size();
   n.target = std::string(target);
-  n.mtime_ns = n.ctime_ns = NowNs();
-  rocksdb::WriteBatch b;
-  impl_->PutInode(&b, n);
-  impl_->PutDirent(&b, parent, name, n.ino, n.type);
-  TPDE_RETURN_IF_ERROR(impl_->Commit(&b, /*sync=*/false));
-  *out = n;
-  return Status::OK();
+  return AddEntry(parent, name, n, out);
 }
 
 Status Store::Unlink(uint64_t parent, std::string_view name) {
@@ -476,29 +475,12 @@ Status Store::SetAttributes(uint64_t ino, const AttrChanges& changes, Inode* out
 
 Status Store::CreateFile(uint64_t parent, std::string_view name, uint32_t mode, uint32_t uid, uint32_t gid,
                          Inode* out) {
-  TPDE_RETURN_IF_ERROR(CheckName(name));
-  std::lock_guard<std::mutex> lock(impl_->commit_mu);
-  Inode p;
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(parent, &p));
-  if (p.type != InodeType::kDirectory) return Status::InvalidArgument("parent is not a directory");
-  Inode existing;
-  if (impl_->Lookup(parent, name, &existing).ok()) return Status::AlreadyExists(fmt::format("'{}' exists", name));
   Inode n;
-  n.ino = impl_->next_inode++;
   n.type = InodeType::kFile;
-  n.mode = mode & 07777;
+  n.mode = mode;
   n.uid = uid;
   n.gid = gid;
-  n.parent = parent;
-  n.mtime_ns = n.ctime_ns = NowNs();
-  p.mtime_ns = p.ctime_ns = n.mtime_ns;
-  rocksdb::WriteBatch b;
-  impl_->PutInode(&b, n);
-  impl_->PutInode(&b, p);
-  impl_->PutDirent(&b, parent, name, n.ino, n.type);
-  TPDE_RETURN_IF_ERROR(impl_->Commit(&b, /*sync=*/false));
-  *out = n;
-  return Status::OK();
+  return AddEntry(parent, name, n, out);
 }
 
 Status Store::Rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,

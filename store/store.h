@@ -126,11 +126,14 @@ class Store {
   // Resolves a '/'-separated path relative to the root ("" or "/" = root).
   Status Resolve(std::string_view path, Inode* out);
   Status ReadDir(uint64_t ino, std::vector<DirEntry>* out);
-  // Creates directory `name` in `parent` (AlreadyExists if present).
-  Status MakeDirectory(uint64_t parent, std::string_view name, uint32_t mode, Inode* out);
+  // Creates directory `name` in `parent` owned by uid:gid (AlreadyExists,
+  // with *out set to the existing entry, if the name is taken).
+  Status MakeDirectory(uint64_t parent, std::string_view name, uint32_t mode, uint32_t uid, uint32_t gid,
+                       Inode* out);
   // mkdir -p of a path; returns the last directory.
   Status MakeDirectories(std::string_view path, Inode* out);
-  Status Symlink(uint64_t parent, std::string_view name, std::string_view target, Inode* out);
+  Status Symlink(uint64_t parent, std::string_view name, std::string_view target, uint32_t uid, uint32_t gid,
+                 Inode* out);
   // Removes a file or symlink; the content is freed or detached.
   Status Unlink(uint64_t parent, std::string_view name);
   // Removes an empty directory.
@@ -196,6 +199,10 @@ class Store {
  private:
   explicit Store(std::unique_ptr<Impl> impl);
   Status FillFileStats(const Inode& n, FileStats* f);
+  // Adds `node` (type, mode, owner, payload fields set) as `name` in `parent`:
+  // assigns its inode number, parent and times, and commits it with the
+  // dirent and the parent's new mtime.
+  Status AddEntry(uint64_t parent, std::string_view name, Inode node, Inode* out);
   std::string NameOf(const Inode& n);  // name of n in n.parent ("" if none)
   std::unique_ptr<Impl> impl_;
 };

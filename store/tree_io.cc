@@ -106,14 +106,17 @@ Status ImportTree(Store* store, const std::string& src_dir, uint64_t dest_dir, c
     std::error_code ec;
     const fs::file_status st = e.symlink_status(ec);
     if (ec) return Status::IOError(fmt::format("stat '{}': {}", path, ec.message()));
+    struct stat owner {};
+    if (::lstat(path.c_str(), &owner) != 0) return Status::IOError(fmt::format("stat '{}': {}", path, std::strerror(errno)));
     Inode node;
     if (fs::is_symlink(st)) {
       const fs::path target = fs::read_symlink(e.path(), ec);
       if (ec) return Status::IOError(fmt::format("readlink '{}': {}", path, ec.message()));
-      Status s = store->Symlink(dest_dir, name, target.string(), &node);
+      Status s = store->Symlink(dest_dir, name, target.string(), owner.st_uid, owner.st_gid, &node);
       if (!s.ok() && !s.IsAlreadyExists()) return s.WithContext(path);
     } else if (fs::is_directory(st)) {
-      Status s = store->MakeDirectory(dest_dir, name, static_cast<uint32_t>(st.permissions()), &node);
+      Status s = store->MakeDirectory(dest_dir, name, static_cast<uint32_t>(st.permissions()), owner.st_uid,
+                                      owner.st_gid, &node);
       if (!s.ok() && !s.IsAlreadyExists()) return s.WithContext(path);
       TPDE_RETURN_IF_ERROR(ImportTree(store, path, node.ino, on_file, on_skip));
     } else if (fs::is_regular_file(st)) {

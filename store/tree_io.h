@@ -2,9 +2,9 @@
 //
 // Import walks a local tree in natural order (checkpoint-200 before
 // checkpoint-1000: training order, which reference choice follows) and
-// ingests regular files, creates directories and symlinks. Export writes a
-// stored tree out, each file to a temporary name, fsynced, then renamed, with
-// its mode and mtime. Both stop at the first error and return it.
+// ingests regular files, creates directories and symlinks, keeping modes,
+// owners and file mtimes. Export writes a stored tree out, each file to a
+// temporary name, fsynced, then renamed, with its mode and mtime. Both stop at the first error and return it.
 #pragma once
 
 #include <functional>
