@@ -34,6 +34,33 @@ void ChunkCache::Insert(uint64_t object, uint32_t chunk, Chunk data) {
   }
 }
 
+ChunkCache::Chunk ChunkCache::GetOrLoad(uint64_t object, uint32_t chunk, const std::function<Chunk()>& load) {
+  const Key key{object, chunk};
+  std::promise<Chunk> promise;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (auto it = index_.find(key); it != index_.end()) {
+      ++hits_;
+      lru_.splice(lru_.begin(), lru_, it->second);
+      return it->second->data;
+    }
+    if (auto it = loading_.find(key); it != loading_.end()) {
+      ++hits_;
+      std::shared_future<Chunk> pending = it->second;
+      lock.unlock();
+      return pending.get();
+    }
+    ++misses_;
+    loading_.emplace(key, promise.get_future().share());
+  }
+  Chunk data = load();
+  promise.set_value(data);
+  if (data) Insert(object, chunk, data);
+  std::lock_guard<std::mutex> lock(mu_);
+  loading_.erase(key);
+  return data;
+}
+
 uint64_t ChunkCache::size_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   return bytes_;

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <future>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -23,6 +25,10 @@ class ChunkCache {
   Chunk Lookup(uint64_t object, uint32_t chunk);
   // Inserts (or refreshes) a chunk, evicting the least recently used.
   void Insert(uint64_t object, uint32_t chunk, Chunk data);
+  // The cached chunk, or the result of `load` run once for every concurrent
+  // caller of the same chunk (a reader and read-ahead never decode it
+  // twice). A nullptr from `load` (an error) is returned to all and not cached.
+  Chunk GetOrLoad(uint64_t object, uint32_t chunk, const std::function<Chunk()>& load);
 
   uint64_t size_bytes() const;
   uint64_t hits() const;
@@ -46,6 +52,7 @@ class ChunkCache {
   mutable std::mutex mu_;
   std::list<Entry> lru_;  // front: most recent
   std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index_;
+  std::unordered_map<Key, std::shared_future<Chunk>, KeyHash> loading_;
   uint64_t bytes_ = 0;
   uint64_t hits_ = 0, misses_ = 0;
 };

@@ -73,7 +73,8 @@ Status Filesystem::Open(Store* store, const FsOptions& options, std::unique_ptr<
   for (size_t i = 0; i < std::max<size_t>(1, options.ingest_threads); ++i) {
     fs->ingest_workers_.emplace_back([f = fs.get()] { f->IngestLoop(); });
   }
-  for (size_t i = 0; i < 2; ++i) fs->ra_workers_.emplace_back([f = fs.get()] { f->ReadaheadLoop(); });
+  const size_t ra_threads = std::max<size_t>(2, std::thread::hardware_concurrency() / 2);
+  for (size_t i = 0; i < ra_threads; ++i) fs->ra_workers_.emplace_back([f = fs.get()] { f->ReadaheadLoop(); });
   fs->gc_thread_ = std::thread([f = fs.get()] { f->GcLoop(); });
   fs->RequestGc();  // deletions of an earlier run may be pending
   *out = std::move(fs);
@@ -533,16 +534,17 @@ int Filesystem::Read(uint64_t fh, uint64_t offset, size_t size, char* out, size_
 
 ChunkCache::Chunk Filesystem::GetChunk(const std::shared_ptr<FileReader>& reader, uint32_t chunk, int* err) {
   const uint64_t object = reader->manifest().object_id;
-  if (auto hit = cache_.Lookup(object, chunk)) return hit;
-  thread_local ChunkScratch scratch;
-  auto data = std::make_shared<std::vector<uint8_t>>(reader->manifest().chunks[chunk].content_bytes());
-  Status s = reader->ReadChunk(chunk, data->data(), &scratch);
-  if (!s.ok()) {
-    Log(fmt::format("read of object {} chunk {}: {}", object, chunk, s.ToString()));
-    *err = EIO;  // corrupt data is reported, never returned
-    return nullptr;
-  }
-  cache_.Insert(object, chunk, data);
+  ChunkCache::Chunk data = cache_.GetOrLoad(object, chunk, [&]() -> ChunkCache::Chunk {
+    thread_local ChunkScratch scratch;
+    auto buf = std::make_shared<std::vector<uint8_t>>(reader->manifest().chunks[chunk].content_bytes());
+    Status s = reader->ReadChunk(chunk, buf->data(), &scratch);
+    if (!s.ok()) {
+      Log(fmt::format("read of object {} chunk {}: {}", object, chunk, s.ToString()));
+      return nullptr;  // corrupt data is reported, never returned
+    }
+    return buf;
+  });
+  if (!data) *err = EIO;
   return data;
 }
 
@@ -569,7 +571,8 @@ int Filesystem::ReadCommitted(Handle* h, uint64_t offset, size_t size, char* out
   if (sequential && options_.readahead_chunks > 0) {
     std::lock_guard<std::mutex> lock(ra_mu_);
     for (uint32_t k = last + 1; k <= last + options_.readahead_chunks && k < m.chunks.size(); ++k) {
-      if (!cache_.Lookup(m.object_id, k)) ra_queue_.push_back({h->reader, k});
+      if (ra_queue_.size() >= 64) break;     // read-ahead is a hint: never a backlog
+      ra_queue_.push_back({h->reader, k});  // a chunk cached or loading meanwhile costs a lookup
     }
     ra_cv_.notify_all();
   }
