@@ -37,6 +37,7 @@ struct Options {
   std::string control_socket;   // default STORE/control.sock
   std::string log_file;         // default STORE/tpded.log when detached
   uint64_t cache_mb = 256;
+  size_t readahead_chunks = 16;
   size_t ingest_threads = 1;
   uint64_t ingest_delay_ms = 100;
   size_t threads = 0;
@@ -158,6 +159,8 @@ int main(int argc, char** argv) {
   app.add_option("--control-socket", o.control_socket, "control socket (default STORE/control.sock)");
   app.add_option("--log-file", o.log_file, "log file when detached (default STORE/tpded.log)");
   app.add_option("--cache-mb", o.cache_mb, "decoded chunk cache, MiB")->capture_default_str();
+  app.add_option("--readahead-chunks", o.readahead_chunks, "1 MiB chunks decoded ahead of a sequential reader")
+      ->capture_default_str();
   app.add_option("--ingest-threads", o.ingest_threads, "files ingested concurrently")->capture_default_str();
   app.add_option("--ingest-delay-ms", o.ingest_delay_ms, "wait after the last close before ingesting")
       ->capture_default_str();
@@ -199,6 +202,7 @@ int main(int argc, char** argv) {
   fo.spool_dir = o.spool;
   fo.cache_bytes = o.cache_mb << 20;
   fo.ingest_threads = o.ingest_threads;
+  fo.readahead_chunks = o.readahead_chunks;
   fo.ingest_delay_ms = o.ingest_delay_ms;
   std::unique_ptr<tpde::Filesystem> fs;
   s = tpde::Filesystem::Open(store.get(), fo, &fs);

@@ -39,7 +39,7 @@ struct FsOptions {
   std::string spool_dir;               // local directory for files being written
   uint64_t cache_bytes = 256ull << 20; // decoded chunk cache
   size_t ingest_threads = 1;           // concurrent ingests (each uses the store's pool)
-  size_t readahead_chunks = 4;         // chunks decoded ahead of a sequential reader
+  size_t readahead_chunks = 16;        // chunks decoded ahead of a sequential reader
   // How long a closed file waits before its ingest starts: tools that write
   // a temporary name and rename it after close (rsync, atomic savers) get
   // their final name first, which is what reference choice looks at.
