@@ -11,7 +11,7 @@ PACKAGES=(
   libfuse3-dev fuse3 libsystemd-dev
   clang libclang-rt-14-dev
   python3 python3-numpy python3-torch
-  rsync
+  rsync attr
 )
 
 missing=()
