@@ -2,18 +2,6 @@
 
 namespace tpde {
 
-ChunkCache::Chunk ChunkCache::Lookup(uint64_t object, uint32_t chunk) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = index_.find({object, chunk});
-  if (it == index_.end()) {
-    ++misses_;
-    return nullptr;
-  }
-  ++hits_;
-  lru_.splice(lru_.begin(), lru_, it->second);
-  return it->second->data;
-}
-
 void ChunkCache::Insert(uint64_t object, uint32_t chunk, Chunk data) {
   const uint64_t size = data->size();
   if (size > capacity_) return;

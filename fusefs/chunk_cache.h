@@ -21,8 +21,6 @@ class ChunkCache {
 
   explicit ChunkCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
 
-  // The cached chunk, or nullptr.
-  Chunk Lookup(uint64_t object, uint32_t chunk);
   // Inserts (or refreshes) a chunk, evicting the least recently used.
   void Insert(uint64_t object, uint32_t chunk, Chunk data);
   // The cached chunk, or the result of `load` run once for every concurrent

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -60,7 +61,7 @@ struct Filesystem::Handle {
   bool spooled = false;                  // reads and writes go to the spool
   std::shared_ptr<FileReader> reader;    // committed content (read-only handles)
   Inode inode;                           // attributes at open, for fstat after unlink
-  uint64_t next_offset = 0;              // where a sequential reader reads next
+  std::atomic<uint64_t> next_offset{0};  // where a sequential reader reads next (reads may be concurrent)
 };
 
 Filesystem::Filesystem(Store* store, const FsOptions& options)
@@ -407,12 +408,16 @@ int Filesystem::Materialize(uint64_t ino, bool truncate, SpoolState** state) {
     std::unique_ptr<FileReader> reader;
     s = store_->OpenReader(ino, &reader);
     uint64_t offset = 0;
+    int write_errno = 0;
     if (s.ok()) {
       s = reader->DecodeAll(64ull << 20, [&](const uint8_t* data, size_t len) -> Status {
         while (len > 0) {
           ssize_t w = ::pwrite(st->fd, data, len, static_cast<off_t>(offset));
           if (w < 0 && errno == EINTR) continue;
-          if (w < 0) return Status::IOError(std::strerror(errno));
+          if (w < 0) {
+            write_errno = errno;
+            return Status::IOError(std::strerror(errno));
+          }
           data += w;
           len -= static_cast<size_t>(w);
           offset += static_cast<uint64_t>(w);
@@ -424,7 +429,7 @@ int Filesystem::Materialize(uint64_t ino, bool truncate, SpoolState** state) {
       ::close(st->fd);
       spool_.Remove(ino);
       Log(fmt::format("materialising inode {}: {}", ino, s.ToString()));
-      return s.IsIOError() && s.message().find("No space") != std::string::npos ? ENOSPC : EIO;
+      return write_errno != 0 ? write_errno : EIO;
     }
   }
   st->committed = truncate ? 0 : st->version;  // an untouched copy needs no ingest
@@ -609,24 +614,6 @@ void Filesystem::EndWrite(uint64_t fh) {
   ++sp->version;
   sp->failed = false;
   sp->mtime_ns = NowNs();
-}
-
-int Filesystem::Write(uint64_t fh, uint64_t offset, const char* data, size_t size, size_t* written) {
-  int fd = -1;
-  if (int err = BeginWrite(fh, &fd); err != 0) return err;
-  *written = 0;
-  int err = 0;
-  while (*written < size) {  // concurrent writes to one file run in parallel
-    ssize_t n = ::pwrite(fd, data + *written, size - *written, static_cast<off_t>(offset + *written));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      err = errno;  // ENOSPC when the spool disk is full
-      break;
-    }
-    *written += static_cast<size_t>(n);
-  }
-  EndWrite(fh);
-  return *written > 0 ? 0 : err;
 }
 
 int Filesystem::Fsync(uint64_t fh) {

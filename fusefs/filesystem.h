@@ -89,9 +89,8 @@ class Filesystem {
              struct stat* st, uint64_t* fh);
   int Open(uint64_t ino, int flags, uint64_t* fh, bool* keep_cache);
   int Read(uint64_t fh, uint64_t offset, size_t size, char* out, size_t* read_bytes);
-  int Write(uint64_t fh, uint64_t offset, const char* data, size_t size, size_t* written);
-  // Zero-copy writes: the spool descriptor to write at any offset (valid
-  // until Release), then EndWrite once bytes have landed.
+  // Writes go to the spool descriptor (any offset, concurrently; valid
+  // until Release); EndWrite records the change once bytes have landed.
   int BeginWrite(uint64_t fh, int* fd);
   void EndWrite(uint64_t fh);
   int Fsync(uint64_t fh);

@@ -177,15 +177,6 @@ void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi
   }
 }
 
-void Write(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t off, fuse_file_info* fi) {
-  size_t n = 0;
-  if (int err = Fs(req)->Write(fi->fh, static_cast<uint64_t>(off), data, size, &n); err != 0) {
-    fuse_reply_err(req, err);
-  } else {
-    fuse_reply_write(req, n);
-  }
-}
-
 // Moves the request's data from /dev/fuse into the spool file with splice
 // where the kernel allows it (no copy through user space).
 void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
@@ -323,7 +314,6 @@ fuse_lowlevel_ops MakeOps() {
   ops.create = Create;
   ops.open = Open;
   ops.read = Read;
-  ops.write = Write;
   ops.write_buf = WriteBuf;
   ops.flush = Flush;
   ops.release = Release;

@@ -122,17 +122,6 @@ struct IngestTarget {
   uint32_t uid = 0, gid = 0;
 };
 
-// Finds the name of `ino` in directory `parent` ("" if none).
-std::string NameIn(Store::Impl* im, uint64_t parent, uint64_t ino) {
-  std::unique_ptr<rocksdb::Iterator> it(im->db->NewIterator(rocksdb::ReadOptions(), im->dirents_cf));
-  const std::string prefix = keys::U64(parent);
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    std::string_view v = it->value().ToStringView();
-    if (v.size() == 9 && GetBigEndian64(v) == ino) return std::string(it->key().ToStringView().substr(8));
-  }
-  return "";
-}
-
 Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t size, const IngestTarget& target,
                 IngestResult* result) {
   Manifest m;
@@ -283,7 +272,7 @@ Status Store::IngestInode(uint64_t ino, const std::string& src_path, int64_t mti
   IngestTarget target;
   target.ino = ino;
   target.parent = f.parent;
-  target.name = NameIn(impl_.get(), f.parent, ino);
+  target.name = NameOf(f);
   target.mtime_ns = mtime_ns;
   return IngestFd(*impl_, fd.get(), src_path, static_cast<uint64_t>(st.st_size), target, result);
 }

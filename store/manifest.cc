@@ -86,7 +86,9 @@ Status ParseManifest(std::string_view in, Manifest* out) {
     body.assign(stored);
   }
   if (Checksum(body.data(), body.size()) != sum) return Status::Corruption("manifest: checksum mismatch");
-  return ParseBody(body, out);
+  TPDE_RETURN_IF_ERROR(ParseBody(body, out));
+  out->stored_bytes = in.size();
+  return Status::OK();
 }
 
 namespace {

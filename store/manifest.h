@@ -28,6 +28,7 @@ struct Manifest {
   uint64_t file_hash = 0;    // XXH3-64 of the whole file
   std::vector<Segment> segments;  // tile the file in order
   std::vector<ChunkRecord> chunks;  // flat chunk index, in file order
+  uint64_t stored_bytes = 0;        // size of the stored (serialized) manifest; set by ParseManifest
 
   // Sum of the chunk payload bytes.
   uint64_t payload_bytes() const;

@@ -151,7 +151,11 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
 
   // Delete chunk payloads staged by ingests or re-bases that never committed.
   {
-    std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions(), impl->chunks_cf));
+    // Through a snapshot, so the manifests read here are not all cached.
+    const rocksdb::Snapshot* snap = raw->GetSnapshot();
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snap;
+    std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(ro, impl->chunks_cf));
     rocksdb::WriteBatch b;
     bool dirty = false;
     for (it->SeekToFirst(); it->Valid();) {
@@ -163,7 +167,7 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
       const uint64_t object = GetBigEndian64(k);
       const uint32_t generation = static_cast<uint32_t>(GetBigEndian64(k.substr(8)) >> 32);
       std::shared_ptr<const Manifest> m;
-      Status ms = impl->GetManifest(object, &m);
+      Status ms = impl->GetManifest(object, &m, snap);
       if (!ms.ok() || m->generation != generation) {
         b.DeleteRange(impl->chunks_cf, keys::ChunkPrefix(object, generation),
                       keys::ChunkPrefix(object, generation + 1));
@@ -171,6 +175,8 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
       }
       it->Seek(keys::ChunkPrefix(object, generation + 1));
     }
+    it.reset();
+    raw->ReleaseSnapshot(snap);
     if (dirty) TPDE_RETURN_IF_ERROR(impl->Commit(&b));
   }
   store->reset(new Store(std::move(impl)));
@@ -566,14 +572,6 @@ Status Store::OpenReader(uint64_t ino, std::unique_ptr<FileReader>* reader) {
 
 // ---- Stats and verification -------------------------------------------------
 
-namespace {
-uint64_t ManifestBytes(const Manifest& m) {
-  std::string s;
-  SerializeManifest(m, &s);
-  return s.size();
-}
-}  // namespace
-
 Status Store::FillFileStats(const Inode& n, FileStats* f) {
   f->ino = n.ino;
   f->object = n.object;
@@ -585,7 +583,7 @@ Status Store::FillFileStats(const Inode& n, FileStats* f) {
   f->reference = m.reference;
   f->kind = m.kind;
   f->chain_depth = static_cast<int>(chain.size()) - 1;
-  f->stored_bytes = m.payload_bytes() + ManifestBytes(m);
+  f->stored_bytes = m.payload_bytes() + m.stored_bytes;
   for (const auto& c : m.chunks) {
     f->chunks_by_mode[static_cast<int>(c.mode)]++;
     f->stored_bytes_by_mode[static_cast<int>(c.mode)] += c.payload_bytes();

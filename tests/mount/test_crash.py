@@ -27,7 +27,7 @@ class CrashTest(harness.MountTestCase):
         expect = {}
         # Fsynced and still open when the daemon dies.
         synced = rng.randbytes(3 << 20)
-        fs = open(os.path.join(m, "synced.bin"), "wb")
+        fs = open(os.path.join(m, "synced.bin"), "wb")  # left open: its mount dies under it
         fs.write(synced)
         fs.flush()
         os.fsync(fs.fileno())
@@ -46,7 +46,6 @@ class CrashTest(harness.MountTestCase):
         self.d.kill()
         w.kill()
         w.wait()
-        fs = None  # its descriptor belongs to the dead mount
 
         self.d.start()
         for name, data in expect.items():
