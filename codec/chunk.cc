@@ -91,18 +91,18 @@ void SerializeChunkRecord(const ChunkRecord& rec, std::string* out) {
   PutLE<uint8_t>(out, rec.width);                       // 1
   PutLE<uint8_t>(out, rec.num_streams);                 // 2
   PutLE<uint8_t>(out, static_cast<uint8_t>(rec.gap_coding));  // 3
-  PutLE<uint16_t>(out, rec.raw_mask);                   // 4
-  PutLE<uint16_t>(out, 0);                              // 6 reserved
+  PutLE<uint32_t>(out, 0);                              // 4 reserved
   PutLE<uint32_t>(out, rec.segment);                    // 8
   PutLE<uint32_t>(out, rec.elem_count);                 // 12
   PutLE<uint64_t>(out, rec.elem_begin);                 // 16
   PutLE<uint32_t>(out, rec.nnz);                        // 24
   PutLE<uint32_t>(out, rec.gap_bytes);                  // 28
   for (uint32_t b : rec.stream_bytes) PutLE<uint32_t>(out, b);  // 32..68
-  PutLE<uint32_t>(out, 0);                              // 68 reserved
-  PutLE<uint64_t>(out, rec.payload_offset);             // 72
-  PutLE<uint64_t>(out, rec.payload_hash);               // 80
-  PutLE<uint64_t>(out, rec.content_hash);               // 88
+  for (StreamCodec c : rec.codec) PutLE<uint8_t>(out, static_cast<uint8_t>(c));  // 68..77
+  out->append(3, '\0');                                 // 77 reserved
+  PutLE<uint64_t>(out, rec.payload_offset);             // 80
+  PutLE<uint64_t>(out, rec.payload_hash);               // 88
+  PutLE<uint64_t>(out, rec.content_hash);               // 96
 }
 
 Status ParseChunkRecord(std::string_view in, ChunkRecord* rec) {
@@ -128,16 +128,28 @@ Status ParseChunkRecord(std::string_view in, ChunkRecord* rec) {
     return Status::Corruption(fmt::format("chunk record: unknown gap coding {}", gap_coding));
   }
   r.gap_coding = static_cast<GapCoding>(gap_coding);
-  r.raw_mask = GetLE<uint16_t>(p + 4);
+  if (GetLE<uint32_t>(p + 4) != 0 || p[77] != 0 || p[78] != 0 || p[79] != 0) {
+    return Status::Corruption("chunk record: reserved field is not zero");
+  }
   r.segment = GetLE<uint32_t>(p + 8);
   r.elem_count = GetLE<uint32_t>(p + 12);
   r.elem_begin = GetLE<uint64_t>(p + 16);
   r.nnz = GetLE<uint32_t>(p + 24);
   r.gap_bytes = GetLE<uint32_t>(p + 28);
   for (int s = 0; s < kMaxChunkStreams; ++s) r.stream_bytes[s] = GetLE<uint32_t>(p + 32 + 4 * s);
-  r.payload_offset = GetLE<uint64_t>(p + 72);
-  r.payload_hash = GetLE<uint64_t>(p + 80);
-  r.content_hash = GetLE<uint64_t>(p + 88);
+  for (int s = 0; s < kMaxChunkStreams; ++s) {
+    const uint8_t codec = GetLE<uint8_t>(p + 68 + s);
+    if (codec > static_cast<uint8_t>(StreamCodec::kZstd)) {
+      return Status::Corruption(fmt::format("chunk record: stream {} has unknown codec {}", s, codec));
+    }
+    if (s >= r.num_streams && (codec != 0 || r.stream_bytes[s] != 0)) {
+      return Status::Corruption(fmt::format("chunk record: unused stream {} is not empty", s));
+    }
+    r.codec[s] = static_cast<StreamCodec>(codec);
+  }
+  r.payload_offset = GetLE<uint64_t>(p + 80);
+  r.payload_hash = GetLE<uint64_t>(p + 88);
+  r.content_hash = GetLE<uint64_t>(p + 96);
   if (r.nnz > r.elem_count) return Status::Corruption("chunk record: more changed elements than elements");
   // An Elias-delta code of a 32-bit gap takes at most 5 + 6 + 31 bits.
   if (r.gap_coding == GapCoding::kEliasDelta ? uint64_t{r.gap_bytes} > uint64_t{r.nnz} * 6 + 1
@@ -176,12 +188,13 @@ void AppendStream(ZSTD_CCtx* cctx, int level, const void* data, size_t size, int
     if (!ZSTD_isError(n) && n < size) {
       payload->resize(start + n);
       rec->stream_bytes[index] = static_cast<uint32_t>(n);
+      rec->codec[index] = StreamCodec::kZstd;
       return;
     }
     payload->resize(start);
   }
   payload->append(static_cast<const char*>(data), size);
-  rec->raw_mask |= static_cast<uint16_t>(1u << index);
+  rec->codec[index] = StreamCodec::kRaw;
   rec->stream_bytes[index] = static_cast<uint32_t>(size);
 }
 
@@ -329,7 +342,7 @@ Status ReadStream(ZSTD_DCtx* dctx, const ChunkRecord& rec, std::string_view payl
   const size_t stored = rec.stream_bytes[index];
   const char* src = payload.data() + *offset;
   *offset += stored;
-  if (rec.raw_mask & (1u << index)) {
+  if (rec.codec[index] == StreamCodec::kRaw) {
     if (stored != expect) {
       return Status::Corruption(fmt::format("chunk stream {}: raw size {} != expected {}", index, stored, expect));
     }
@@ -357,7 +370,8 @@ Status ReadPlanes(ZSTD_DCtx* dctx, const ChunkRecord& rec, std::string_view payl
 
 }  // namespace
 
-Status DecodeChunk(const ChunkRecord& rec, std::string_view payload, uint8_t* buf, ChunkScratch* scratch) {
+Status DecodeChunk(const ChunkRecord& rec, std::string_view payload, uint8_t* buf, ChunkScratch* scratch,
+                   bool check_content) {
   ChunkScratch::Impl& s = *scratch->impl();
   if (payload.size() != rec.payload_bytes()) {
     return Status::Corruption(
@@ -400,7 +414,7 @@ Status DecodeChunk(const ChunkRecord& rec, std::string_view payload, uint8_t* bu
       break;
     }
   }
-  if (Checksum(buf, bytes) != rec.content_hash) {
+  if (check_content && Checksum(buf, bytes) != rec.content_hash) {
     return Status::Corruption("decoded chunk checksum mismatch");
   }
   return Status::OK();

@@ -15,10 +15,11 @@
 //                 the changed elements' zigzag(cur - ref).
 //   SAME          identical to the reference chunk; no payload.
 //
-// The encoder takes the smallest. Every stream is zstd-compressed (RFC 8878)
-// unless that does not make it smaller, in which case it is stored raw (one
-// bit of ChunkRecord::raw_mask). A chunk's streams are concatenated, in order,
-// into its payload. The exact layout is in docs/format.md.
+// The encoder takes the smallest. Every stream names its entropy codec
+// (StreamCodec, one byte per stream in the record): zstd (RFC 8878), or raw
+// when zstd does not make it smaller. A chunk's streams are concatenated, in
+// order, into its payload. The exact layout is in docs/format.md (format
+// version 2).
 //
 // Because deltas are integer differences of bit patterns, reconstruction is
 // bit-exact, and deltas compose: chunk k of a chain is the keyframe chunk
@@ -47,6 +48,14 @@ const char* ChunkModeName(ChunkMode mode);
 
 inline constexpr int kMaxChunkStreams = 9;  // sparse: gaps + 8 planes
 
+// The entropy stage of one stream. Values are on disk; new codecs (a
+// GPU-decodable entropy coder) take new values, and a decoder refuses values
+// it does not know.
+enum class StreamCodec : uint8_t {
+  kRaw = 0,   // the stream's decoded bytes, stored as they are
+  kZstd = 1,  // one zstd frame (RFC 8878)
+};
+
 // How DELTA_SPARSE stream 0 codes the gaps (gap_0 = pos_0 + 1,
 // gap_k = pos_k - pos_{k-1}).
 enum class GapCoding : uint8_t {
@@ -61,13 +70,13 @@ struct ChunkRecord {
   uint8_t width = 1;        // element width in bytes: 1, 2, 4 or 8
   uint8_t num_streams = 0;  // streams in the payload
   GapCoding gap_coding = GapCoding::kEliasDelta;  // DELTA_SPARSE only
-  uint16_t raw_mask = 0;    // bit s: stream s is stored uncompressed
   uint32_t segment = 0;     // index of the segment in the file's manifest
   uint64_t elem_begin = 0;  // first element of the chunk within the segment
   uint32_t elem_count = 0;  // elements in the chunk
   uint32_t nnz = 0;         // DELTA_SPARSE: changed elements; else 0
   uint32_t gap_bytes = 0;   // DELTA_SPARSE: uncompressed bytes of stream 0
   uint32_t stream_bytes[kMaxChunkStreams] = {};  // stored bytes of each stream
+  StreamCodec codec[kMaxChunkStreams] = {};      // entropy codec of each stream (kRaw when unused)
   uint64_t payload_offset = 0;  // offset of the payload in the file's payload sequence
   uint64_t payload_hash = 0;    // XXH3-64 of the payload bytes
   uint64_t content_hash = 0;    // XXH3-64 of the decoded chunk bytes
@@ -76,13 +85,14 @@ struct ChunkRecord {
   uint64_t content_bytes() const { return uint64_t{elem_count} * width; }
 };
 
-inline constexpr size_t kChunkRecordBytes = 96;
+inline constexpr size_t kChunkRecordBytes = 104;
 
 // Appends the fixed-size little-endian encoding of `rec` to *out.
 void SerializeChunkRecord(const ChunkRecord& rec, std::string* out);
 
 // Parses kChunkRecordBytes bytes. Corruption on an unknown mode, a width not
-// in {1,2,4,8}, or a stream count that does not fit the mode.
+// in {1,2,4,8}, a stream count that does not fit the mode, an unknown stream
+// codec, or a reserved field that is not zero.
 Status ParseChunkRecord(std::string_view in, ChunkRecord* rec);
 
 struct ChunkEncodeOptions {
@@ -118,9 +128,12 @@ void EncodeChunk(const uint8_t* cur, const uint8_t* ref, uint32_t elem_count, in
 // Decodes one chunk into `buf` (rec.content_bytes() bytes). For KEY, `buf`'s
 // prior content is ignored; for delta modes and SAME, `buf` must hold the
 // decoded reference chunk on entry and holds this chunk on return.
-// Checks the payload hash before decoding and the content hash after:
-// Corruption if either differs or any stream is malformed; `buf` is then
-// unspecified and must not be returned to a reader.
-Status DecodeChunk(const ChunkRecord& rec, std::string_view payload, uint8_t* buf, ChunkScratch* scratch);
+// Checks the payload hash before decoding and, when `check_content`, the
+// content hash after: Corruption if either differs or any stream is
+// malformed; `buf` is then unspecified and must not be returned to a reader.
+// A chain decoder checks the content of the last link only (the intermediate
+// links' payloads are still checked): the final hash covers every link.
+Status DecodeChunk(const ChunkRecord& rec, std::string_view payload, uint8_t* buf, ChunkScratch* scratch,
+                   bool check_content = true);
 
 }  // namespace tpde

@@ -1,10 +1,20 @@
 #include "codec/thread_pool.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 namespace tpde {
 
-ThreadPool::ThreadPool(size_t threads) {
+ThreadPool::ThreadPool(size_t threads, int nice) {
   if (threads == 0) threads = std::max<size_t>(1, std::thread::hardware_concurrency());
-  for (size_t w = 1; w < threads; ++w) workers_.emplace_back([this, w] { WorkerLoop(w); });
+  for (size_t w = 1; w < threads; ++w) {
+    workers_.emplace_back([this, w, nice] {
+      // Best effort: without the privilege to change it the pool just runs
+      // at the default priority.
+      if (nice > 0) (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
+      WorkerLoop(w);
+    });
+  }
 }
 
 ThreadPool::~ThreadPool() {

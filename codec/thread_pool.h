@@ -18,8 +18,10 @@ namespace tpde {
 
 class ThreadPool {
  public:
-  // threads == 0: std::thread::hardware_concurrency().
-  explicit ThreadPool(size_t threads = 0);
+  // threads == 0: std::thread::hardware_concurrency(). `nice` > 0 lowers the
+  // workers' CPU priority (setpriority(2) per thread): a background pool
+  // (re-encoding, reclaim) then yields the cores to saves and reads.
+  explicit ThreadPool(size_t threads = 0, int nice = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

@@ -25,7 +25,9 @@ Json StatsToJson(const StoreStats& s) {
   j["ratio"] = s.stored_bytes == 0 ? 0.0 : double(s.logical_bytes) / double(s.stored_bytes);
   j["detached_objects"] = s.detached_objects;
   j["detached_bytes"] = s.detached_bytes;
+  j["pending_demotions"] = s.pending_demotions;
   j["disk_bytes"] = s.disk_bytes;
+  j["garbage_bytes"] = s.garbage_bytes;
   j["per_file"] = Json::array();
   for (const auto& f : s.per_file) {
     Json jf;
@@ -57,7 +59,9 @@ StoreStats StatsFromJson(const Json& j) {
   s.stored_bytes = j.value("stored_bytes", 0ull);
   s.detached_objects = j.value("detached_objects", 0ull);
   s.detached_bytes = j.value("detached_bytes", 0ull);
+  s.pending_demotions = j.value("pending_demotions", 0ull);
   s.disk_bytes = j.value("disk_bytes", 0ull);
+  s.garbage_bytes = j.value("garbage_bytes", 0ull);
   for (const auto& jf : j.value("per_file", Json::array())) {
     FileStats f;
     f.path = jf.value("path", "");

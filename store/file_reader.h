@@ -35,7 +35,7 @@ class FileReader {
  public:
   // `chain[0]` is the file's manifest, chain[i + 1] the reference of
   // chain[i]. Reads through `snapshot` (released by the reader).
-  FileReader(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* chunks_cf, const rocksdb::Snapshot* snapshot,
+  FileReader(rocksdb::DB* db, const ChunkLanes* lanes, const rocksdb::Snapshot* snapshot,
              std::vector<std::shared_ptr<const Manifest>> chain, ThreadPool* pool);
   ~FileReader();
   FileReader(const FileReader&) = delete;
@@ -56,6 +56,11 @@ class FileReader {
   // than size only at the end of the file.
   Status Read(uint64_t offset, uint64_t size, uint8_t* out, uint64_t* read_bytes, ChunkScratch* scratch) const;
 
+  // Decodes file bytes [offset, offset + size), which must start and end on
+  // chunk boundaries (or the end of the file), into `out`, one chunk per
+  // task on `pool`.
+  Status ReadChunksParallel(uint64_t offset, uint64_t size, uint8_t* out, ThreadPool* pool) const;
+
   // Decodes the whole file in order, in parallel batches of about
   // `batch_bytes`, handing consecutive byte ranges to `sink`. Also checks the
   // whole-file checksum. Stops at the first error (of decoding or of sink).
@@ -65,7 +70,7 @@ class FileReader {
   Status LoadPayload(const Manifest& m, uint32_t c, std::string* payload) const;
 
   rocksdb::DB* db_;
-  rocksdb::ColumnFamilyHandle* chunks_cf_;
+  const ChunkLanes* lanes_;
   const rocksdb::Snapshot* snapshot_;
   std::vector<std::shared_ptr<const Manifest>> chain_;
   ThreadPool* pool_;

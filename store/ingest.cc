@@ -75,40 +75,6 @@ Status PlanLayout(int fd, uint64_t size, const std::string& path, const LayoutOp
 
 }  // namespace
 
-// Picks the most recently committed file `name` in a sibling directory of
-// `parent` whose chain leaves room for one more delta.
-static Status ChooseReference(Store::Impl* impl, uint64_t parent, std::string_view name,
-                              std::shared_ptr<const Manifest>* ref) {
-  ref->reset();
-  if (impl->options.max_chain_depth == 0 || parent == kRootInode) return Status::OK();
-  Inode dir;
-  TPDE_RETURN_IF_ERROR(impl->GetInode(parent, &dir));
-  std::unique_ptr<rocksdb::Iterator> it(impl->db->NewIterator(rocksdb::ReadOptions(), impl->dirents_cf));
-  const std::string prefix = keys::U64(dir.parent);
-  uint64_t best_seq = 0;
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    std::string_view v = it->value().ToStringView();
-    if (v.size() != 9 || static_cast<InodeType>(v[8]) != InodeType::kDirectory) continue;
-    const uint64_t sibling = GetBigEndian64(v);
-    if (sibling == parent) continue;
-    Inode f;
-    if (!impl->Lookup(sibling, name, &f).ok() || f.type != InodeType::kFile || f.object == 0) continue;
-    std::shared_ptr<const Manifest> m;
-    if (!impl->GetManifest(f.object, &m).ok() || m->commit_seq <= best_seq) continue;
-    best_seq = m->commit_seq;
-    *ref = m;
-  }
-  TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning sibling directories"));
-  if (*ref) {
-    std::vector<std::shared_ptr<const Manifest>> chain;
-    if (!impl->GetChain((*ref)->object_id, &chain).ok() ||
-        static_cast<int>(chain.size()) > impl->options.max_chain_depth) {
-      ref->reset();  // the chain is full (or unreadable): start a new keyframe
-    }
-  }
-  return Status::OK();
-}
-
 namespace {
 
 // Where an ingest lands: an existing inode, or a name in a directory
@@ -132,44 +98,22 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
     return PreadFull(fd, offset, n, dst, src_path);
   };
 
-  // Encode against the chosen reference; if that reference is deleted before
-  // we commit, encode once more as a keyframe.
-  for (int attempt = 0;; ++attempt) {
-    std::shared_ptr<const Manifest> ref;
-    if (attempt == 0 && !target.name.empty()) {
-      TPDE_RETURN_IF_ERROR(ChooseReference(&im, target.parent, target.name, &ref));
-    }
-    std::unique_ptr<FileReader> ref_reader;
-    if (ref && MatchSegments(m.kind, m.file_bytes, &m.segments, *ref) > 0) {
-      TPDE_RETURN_IF_ERROR(im.OpenObjectReader(ref->object_id, &ref_reader));
-      m.reference = ref->object_id;
-    } else {
-      for (auto& s : m.segments) s.ref_segment = kNoSegment;
-      m.reference = 0;
-    }
-    m.object_id = im.next_object++;
-    m.generation = 1;
-    rocksdb::WriteBatch batch;
-    TPDE_RETURN_IF_ERROR(EncodeObject(&im, &m, ref_reader.get(), source, &batch));
-    ref_reader.reset();
-    auto drop_staged = [&] {
-      rocksdb::WriteBatch drop;
-      drop.DeleteRange(im.chunks_cf, keys::ChunkPrefix(m.object_id, 1), keys::ChunkPrefix(m.object_id, 2));
-      return im.Commit(&drop);
-    };
+  // The new version is a keyframe (reverse-delta chains, store/collector.cc):
+  // encoding it needs no reference, so a save costs one KEY encode.
+  for (auto& seg : m.segments) seg.ref_segment = kNoSegment;
+  m.reference = 0;
+  m.object_id = im.next_object++;
+  m.generation = 1;
+  rocksdb::WriteBatch batch;
+  TPDE_RETURN_IF_ERROR(EncodeObject(&im, im.pool.get(), &m, nullptr, source, &batch));
+  auto drop_staged = [&] {
+    rocksdb::WriteBatch drop;
+    im.DropGeneration(&drop, m.lane, m.object_id, m.generation);
+    return im.Commit(&drop);
+  };
 
+  {
     std::lock_guard<std::mutex> lock(im.commit_mu);
-    if (m.reference != 0) {
-      std::shared_ptr<const Manifest> still;
-      Status rs = im.GetManifest(m.reference, &still);
-      if (rs.IsNotFound() && attempt == 0) {  // reference freed meanwhile
-        TPDE_RETURN_IF_ERROR(drop_staged());
-        continue;
-      }
-      TPDE_RETURN_IF_ERROR(rs);
-      batch.Put(im.deps_cf, keys::Dep(m.reference, m.object_id), "");
-    }
-
     Inode f;
     if (target.ino != 0) {
       Status gs = im.GetInode(target.ino, &f);
@@ -202,6 +146,18 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
       f.uid = target.uid;
       f.gid = target.gid;
     }
+    // The most recent same-named file of a sibling directory, the keyframe
+    // of its chain until now, becomes a delta against this version in the
+    // background. Chosen here, under the commit lock, so that each version
+    // has at most one successor.
+    std::shared_ptr<const Manifest> predecessor;
+    if (!target.name.empty() && im.options.max_chain_depth > 0) {
+      TPDE_RETURN_IF_ERROR(im.FindPredecessor(target.parent, target.name, &predecessor));
+    }
+    if (predecessor && predecessor->reference == 0 && predecessor->object_id != f.object) {
+      batch.Put(im.pending_cf, keys::U64(predecessor->object_id), keys::U64(m.object_id));
+      result->predecessor = predecessor->object_id;
+    }
     m.commit_seq = im.next_commit_seq++;
     batch.Put(im.default_cf, keys::kNextCommitSeq, keys::U64(im.next_commit_seq));
     std::string encoded;
@@ -216,7 +172,6 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
 
     result->ino = f.ino;
     result->object = m.object_id;
-    result->reference = m.reference;
     result->file_bytes = m.file_bytes;
     result->stored_bytes = m.payload_bytes() + encoded.size();
     result->kind = m.kind;

@@ -14,9 +14,12 @@ namespace tpde::keys {
 inline constexpr const char* kInodes = "inodes";      // ino -> Inode
 inline constexpr const char* kDirents = "dirents";    // parent ino + name -> child ino (8 LE) + type (1)
 inline constexpr const char* kObjects = "objects";    // object id -> Manifest
-inline constexpr const char* kChunks = "chunks";      // object id + generation + chunk -> payload
+// Chunk payloads: lane i (store/manifest.h) is column family "chunks.i";
+// key object id + generation + chunk -> payload.
+inline std::string ChunkLane(int lane) { return "chunks." + std::to_string(lane); }
 inline constexpr const char* kDeps = "deps";          // reference id + dependent id -> ""
 inline constexpr const char* kDetached = "detached";  // object id -> ""
+inline constexpr const char* kPending = "pending";    // keyframe to demote -> its successor's object id
 
 // Keys of the default column family.
 inline constexpr std::string_view kFormatVersion = "format_version";

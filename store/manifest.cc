@@ -12,7 +12,7 @@ namespace tpde {
 
 namespace {
 constexpr uint32_t kManifestMagic = 0x4D445054;  // "TPDM" little-endian
-constexpr uint16_t kManifestVersion = 1;
+constexpr uint16_t kManifestVersion = 2;
 constexpr uint16_t kFlagZstd = 1;
 constexpr uint32_t kMaxManifestBodyBytes = 1u << 30;
 constexpr size_t kEnvelopeBytes = 4 + 2 + 2 + 4;  // magic, version, flags, body size
@@ -65,8 +65,10 @@ Status ParseManifest(std::string_view in, Manifest* out) {
   if (in.size() < kEnvelopeBytes + 8 || !r.Fixed32(&magic) || magic != kManifestMagic) {
     return Status::Corruption("manifest: bad magic");
   }
-  if (!r.Fixed16(&version) || version != kManifestVersion) {
-    return Status::Corruption(fmt::format("manifest: unknown version {}", version));
+  if (!r.Fixed16(&version)) return Status::Corruption("manifest: truncated envelope");
+  if (version != kManifestVersion) {
+    return Status::NotSupported(
+        fmt::format("manifest of format version {}; this tpde reads version {}", version, kManifestVersion));
   }
   if (!r.Fixed16(&flags) || (flags & ~kFlagZstd) != 0 || !r.Fixed32(&body_bytes) ||
       body_bytes > kMaxManifestBodyBytes) {
@@ -96,7 +98,7 @@ namespace {
 void SerializeBody(const Manifest& m, std::string* out) {
   out->clear();
   PutFixed8(out, static_cast<uint8_t>(m.kind));
-  PutFixed8(out, 0);
+  PutFixed8(out, m.lane);
   PutFixed64(out, m.object_id);
   PutFixed32(out, m.generation);
   PutFixed64(out, m.reference);
@@ -124,8 +126,9 @@ Status ParseBody(std::string_view body, Manifest* out) {
   auto corrupt = [](std::string_view what) { return Status::Corruption(fmt::format("manifest: {}", what)); };
   Reader r(body);
   Manifest m;
-  uint8_t kind = 0, pad = 0;
-  if (!r.Fixed8(&kind) || kind < 1 || kind > 3 || !r.Fixed8(&pad)) return corrupt("bad file kind");
+  uint8_t kind = 0;
+  if (!r.Fixed8(&kind) || kind < 1 || kind > 3) return corrupt("bad file kind");
+  if (!r.Fixed8(&m.lane) || m.lane >= kChunkLanes) return corrupt("bad chunk lane");
   m.kind = static_cast<FileKind>(kind);
   uint32_t nseg = 0;
   if (!r.Fixed64(&m.object_id) || !r.Fixed32(&m.generation) || !r.Fixed64(&m.reference) ||

@@ -7,6 +7,7 @@
 // The binary layout is specified in docs/format.md.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -18,9 +19,23 @@
 
 namespace tpde {
 
+// Chunk payloads live in one of kChunkLanes column families ("lanes"). A
+// large object's payloads are written to a lane it holds alone until they
+// are flushed, so each blob file RocksDB writes belongs to one (object,
+// generation) and is deleted whole once that generation is freed; lane 0 is
+// shared by small objects, whose payloads commit through the WAL.
+inline constexpr uint8_t kChunkLanes = 8;
+}  // namespace tpde
+namespace rocksdb {
+class ColumnFamilyHandle;
+}
+namespace tpde {
+using ChunkLanes = std::array<rocksdb::ColumnFamilyHandle*, kChunkLanes>;
+
 struct Manifest {
   uint64_t object_id = 0;
   uint32_t generation = 0;
+  uint8_t lane = 0;          // column family of the chunk payloads, < kChunkLanes
   FileKind kind = FileKind::kText;
   uint64_t reference = 0;    // object id of the reference; 0 = keyframe
   uint64_t commit_seq = 0;   // store-wide commit order (for reference choice)

@@ -51,11 +51,20 @@ size_t MatchSegments(FileKind kind, uint64_t file_bytes, std::vector<Segment>* s
   return matched;
 }
 
-Status EncodeObject(Store::Impl* impl, Manifest* m, const FileReader* ref, const SourceFn& source,
-                    rocksdb::WriteBatch* commit) {
+Status EncodeObject(Store::Impl* impl, ThreadPool* thread_pool, Manifest* m, const FileReader* ref,
+                    const SourceFn& source, rocksdb::WriteBatch* commit) {
   const StoreOptions& opt = impl->options;
-  ThreadPool& pool = *impl->pool;
+  ThreadPool& pool = *thread_pool;
   const bool staged = m->file_bytes > kStageThresholdBytes;
+  m->lane = staged ? impl->AcquireLane() : 0;
+  struct LaneLease {
+    Store::Impl* impl;
+    uint8_t lane;
+    ~LaneLease() {
+      if (lane != 0) impl->ReleaseLane(lane);
+    }
+  } lease{impl, m->lane};
+  rocksdb::ColumnFamilyHandle* lane_cf = impl->lanes[m->lane];
 
   // The flat chunk index, in file order.
   m->chunks.assign(CountChunks(m->segments), ChunkRecord());
@@ -120,8 +129,7 @@ Status EncodeObject(Store::Impl* impl, Manifest* m, const FileReader* ref, const
       rec.payload_offset = payload_offset;
       payload_offset += payloads[i].size();
       if (payloads[i].empty()) continue;
-      (staged ? stage : *commit).Put(impl->chunks_cf, keys::Chunk(m->object_id, m->generation, first + i),
-                                     payloads[i]);
+      (staged ? stage : *commit).Put(lane_cf, keys::Chunk(m->object_id, m->generation, first + i), payloads[i]);
     }
     if (staged && stage.Count() > 0) {
       rocksdb::WriteOptions wo;
@@ -133,7 +141,7 @@ Status EncodeObject(Store::Impl* impl, Manifest* m, const FileReader* ref, const
   if (staged) {
     rocksdb::FlushOptions fo;
     fo.wait = true;
-    TPDE_RETURN_IF_ERROR(FromRocks(impl->db->Flush(fo, impl->chunks_cf), "flushing staged chunks"));
+    TPDE_RETURN_IF_ERROR(FromRocks(impl->db->Flush(fo, lane_cf), "flushing staged chunks"));
   }
   return Status::OK();
 }

@@ -25,10 +25,11 @@ using SourceFn = std::function<Status(uint64_t offset, uint64_t size, uint8_t* d
 // Encodes every chunk of `m` (segments set, ref_segment matched against
 // `ref`, object_id and generation allocated) reading content from `source`
 // and reference chunks from `ref` (nullptr: all keyframe). Fills m->chunks
-// and m->file_hash. Payloads of small objects go into `commit`; those of
-// large objects are staged straight into the store without the WAL and made
-// durable (memtable flush) before this returns.
-Status EncodeObject(Store::Impl* impl, Manifest* m, const FileReader* ref, const SourceFn& source,
-                    rocksdb::WriteBatch* commit);
+// and m->file_hash. Payloads of small objects go into `commit` (lane 0);
+// those of large objects are staged without the WAL into a lane held for the
+// duration (m->lane) and made durable (that lane's memtable flushed) before
+// this returns. Encoding runs on `pool`.
+Status EncodeObject(Store::Impl* impl, ThreadPool* pool, Manifest* m, const FileReader* ref,
+                    const SourceFn& source, rocksdb::WriteBatch* commit);
 
 }  // namespace tpde

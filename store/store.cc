@@ -17,7 +17,7 @@ namespace tpde {
 
 namespace {
 
-constexpr std::string_view kStoreFormatVersion = "1";
+constexpr std::string_view kStoreFormatVersion = "2";
 
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -32,18 +32,23 @@ Status CheckName(std::string_view name) {
   return Status::OK();
 }
 
-rocksdb::ColumnFamilyOptions ChunksOptions() {
+// A chunk lane: payloads are already entropy-coded, so they live out of the
+// LSM tree in blob files, uncompressed. Each large object's payloads are
+// flushed alone into their lane's blob files (store/manifest.h), so a freed
+// generation's blob files hold nothing else: once compaction drops the
+// freed keys RocksDB deletes those files whole, and no blob ever needs to be
+// relocated (blob garbage collection stays off, except on the shared lane 0,
+// where small objects mix).
+rocksdb::ColumnFamilyOptions LaneOptions(int lane) {
   rocksdb::ColumnFamilyOptions o;
-  // Payloads are already entropy-coded: keep them out of the LSM tree in
-  // blob files, uncompressed, and let compaction reclaim deleted ones.
   o.enable_blob_files = true;
   o.min_blob_size = 4096;
-  o.blob_file_size = 256ull << 20;
+  o.blob_file_size = 1ull << 30;  // one blob file per flush
   o.blob_compression_type = rocksdb::kNoCompression;
   o.compression = rocksdb::kNoCompression;
-  o.enable_blob_garbage_collection = true;
-  o.blob_garbage_collection_age_cutoff = 1.0;
-  o.write_buffer_size = 64ull << 20;
+  o.enable_blob_garbage_collection = lane == 0;
+  o.blob_garbage_collection_age_cutoff = 0.5;
+  o.write_buffer_size = 256ull << 20;
   return o;
 }
 
@@ -89,14 +94,46 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   rocksdb::DBOptions dbo;
   dbo.create_if_missing = options.create_if_missing;
   dbo.create_missing_column_families = options.create_if_missing;
-  dbo.max_background_jobs = 2;
+  dbo.max_background_jobs = 4;
   dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
   dbo.keep_log_file_num = 4;
+  dbo.db_write_buffer_size = 1ull << 30;  // all memtables together
   rocksdb::ColumnFamilyOptions meta;
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-      {rocksdb::kDefaultColumnFamilyName, meta}, {keys::kInodes, meta}, {keys::kDirents, meta},
-      {keys::kObjects, meta}, {keys::kChunks, ChunksOptions()}, {keys::kDeps, meta}, {keys::kDetached, meta},
+      {rocksdb::kDefaultColumnFamilyName, meta}, {keys::kInodes, meta},  {keys::kDirents, meta},
+      {keys::kObjects, meta},                    {keys::kDeps, meta},    {keys::kDetached, meta},
+      {keys::kPending, meta},
   };
+  const size_t first_lane = cfs.size();
+  for (int i = 0; i < kChunkLanes; ++i) cfs.push_back({keys::ChunkLane(i), LaneOptions(i)});
+
+  // A store of another format version has other column families: say which
+  // version it is instead of RocksDB's "column families not opened".
+  std::vector<std::string> existing;
+  if (rocksdb::DB::ListColumnFamilies(dbo, dir, &existing).ok()) {
+    std::set<std::string> want;
+    for (const auto& d : cfs) want.insert(d.name);
+    for (const auto& name : existing) {
+      if (!want.count(name)) {
+        std::string version = "unknown";
+        std::vector<rocksdb::ColumnFamilyDescriptor> old;
+        for (const auto& n : existing) old.push_back({n, meta});
+        std::vector<rocksdb::ColumnFamilyHandle*> old_handles;
+        rocksdb::DB* ro = nullptr;
+        if (rocksdb::DB::OpenForReadOnly(dbo, dir, old, &old_handles, &ro).ok()) {
+          std::string v;
+          if (ro->Get(rocksdb::ReadOptions(), keys::kFormatVersion, &v).ok()) version = v;
+          for (auto* h : old_handles) ro->DestroyColumnFamilyHandle(h);
+          delete ro;
+        }
+        return Status::NotSupported(fmt::format(
+            "store '{}' has format version {}; this tpde reads format version {} (see docs/operations.md, "
+            "\"Upgrading\")",
+            dir, version, kStoreFormatVersion));
+      }
+    }
+  }
+
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(dbo, dir, cfs, &impl->handles, &raw);
   if (!s.ok()) {
@@ -106,14 +143,17 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
     return FromRocks(s, fmt::format("cannot open store '{}'", dir));
   }
   impl->db.reset(raw);
+  raw->GetEnv()->LowerThreadPoolCPUPriority(rocksdb::Env::LOW);  // compactions yield to saves
   impl->default_cf = impl->handles[0];
   impl->inodes_cf = impl->handles[1];
   impl->dirents_cf = impl->handles[2];
   impl->objects_cf = impl->handles[3];
-  impl->chunks_cf = impl->handles[4];
-  impl->deps_cf = impl->handles[5];
-  impl->detached_cf = impl->handles[6];
+  impl->deps_cf = impl->handles[4];
+  impl->detached_cf = impl->handles[5];
+  impl->pending_cf = impl->handles[6];
+  for (int i = 0; i < kChunkLanes; ++i) impl->lanes[i] = impl->handles[first_lane + i];
   impl->pool = std::make_unique<ThreadPool>(options.threads);
+  impl->background_pool = std::make_unique<ThreadPool>(options.threads, /*nice=*/10);
 
   // Format version, root directory, counters.
   std::string value;
@@ -147,7 +187,9 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
     return it->Valid() && it->key().size() >= 8 ? GetBigEndian64(it->key().ToStringView()) : 0;
   };
   impl->next_inode = std::max<uint64_t>(kRootInode + 1, last_key(impl->inodes_cf) + 1);
-  impl->next_object = std::max(last_key(impl->objects_cf), last_key(impl->chunks_cf)) + 1;
+  uint64_t last_object = last_key(impl->objects_cf);
+  for (auto* lane : impl->lanes) last_object = std::max(last_object, last_key(lane));
+  impl->next_object = last_object + 1;
 
   // Delete chunk payloads staged by ingests or re-bases that never committed.
   {
@@ -155,27 +197,27 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
     const rocksdb::Snapshot* snap = raw->GetSnapshot();
     rocksdb::ReadOptions ro;
     ro.snapshot = snap;
-    std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(ro, impl->chunks_cf));
     rocksdb::WriteBatch b;
     bool dirty = false;
-    for (it->SeekToFirst(); it->Valid();) {
-      std::string_view k = it->key().ToStringView();
-      if (k.size() != 16) {
-        it->Next();
-        continue;
+    for (int lane = 0; lane < kChunkLanes; ++lane) {
+      std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(ro, impl->lanes[lane]));
+      for (it->SeekToFirst(); it->Valid();) {
+        std::string_view k = it->key().ToStringView();
+        if (k.size() != 16) {
+          it->Next();
+          continue;
+        }
+        const uint64_t object = GetBigEndian64(k);
+        const uint32_t generation = static_cast<uint32_t>(GetBigEndian64(k.substr(8)) >> 32);
+        std::shared_ptr<const Manifest> m;
+        Status ms = impl->GetManifest(object, &m, snap);
+        if (!ms.ok() || m->generation != generation || m->lane != lane) {
+          impl->DropGeneration(&b, static_cast<uint8_t>(lane), object, generation);
+          dirty = true;
+        }
+        it->Seek(keys::ChunkPrefix(object, generation + 1));
       }
-      const uint64_t object = GetBigEndian64(k);
-      const uint32_t generation = static_cast<uint32_t>(GetBigEndian64(k.substr(8)) >> 32);
-      std::shared_ptr<const Manifest> m;
-      Status ms = impl->GetManifest(object, &m, snap);
-      if (!ms.ok() || m->generation != generation) {
-        b.DeleteRange(impl->chunks_cf, keys::ChunkPrefix(object, generation),
-                      keys::ChunkPrefix(object, generation + 1));
-        dirty = true;
-      }
-      it->Seek(keys::ChunkPrefix(object, generation + 1));
     }
-    it.reset();
     raw->ReleaseSnapshot(snap);
     if (dirty) TPDE_RETURN_IF_ERROR(impl->Commit(&b));
   }
@@ -260,7 +302,7 @@ Status Store::Impl::OpenObjectReader(uint64_t object, std::unique_ptr<FileReader
     db->ReleaseSnapshot(snap);
     return s;
   }
-  reader->reset(new FileReader(db.get(), chunks_cf, snap, std::move(chain), pool.get()));
+  reader->reset(new FileReader(db.get(), &lanes, snap, std::move(chain), pool.get()));
   return Status::OK();
 }
 
@@ -278,6 +320,33 @@ Status Store::Impl::HasDependents(uint64_t object, uint64_t except, bool* has) {
 }
 
 // ---- Impl: mutations --------------------------------------------------------
+
+uint8_t Store::Impl::AcquireLane() {
+  std::unique_lock<std::mutex> lock(lane_mu);
+  for (;;) {
+    for (uint8_t lane = 1; lane < kChunkLanes; ++lane) {
+      if (!(busy_lanes & (1u << lane))) {
+        busy_lanes |= 1u << lane;
+        return lane;
+      }
+    }
+    lane_cv.wait(lock);
+  }
+}
+
+void Store::Impl::ReleaseLane(uint8_t lane) {
+  {
+    std::lock_guard<std::mutex> lock(lane_mu);
+    busy_lanes &= ~(1u << lane);
+  }
+  lane_cv.notify_one();
+}
+
+void Store::Impl::DropGeneration(rocksdb::WriteBatch* b, uint8_t lane, uint64_t object, uint32_t generation) {
+  std::string begin = keys::ChunkPrefix(object, generation), end = keys::ChunkPrefix(object, generation + 1);
+  b->DeleteRange(lanes[lane], begin, end);
+  freed_ranges.push_back({lane, std::move(begin), std::move(end)});
+}
 
 void Store::Impl::PutInode(rocksdb::WriteBatch* b, const Inode& n) {
   std::string v;
@@ -690,10 +759,15 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
   } else {
     for (const auto& f : out->per_file) out->stored_bytes += f.stored_bytes;
   }
+  {
+    std::unique_ptr<rocksdb::Iterator> p(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->pending_cf));
+    for (p->SeekToFirst(); p->Valid(); p->Next()) ++out->pending_demotions;
+  }
   for (auto* cf : impl_->handles) {
     uint64_t v = 0;
     if (impl_->db->GetIntProperty(cf, "rocksdb.total-sst-files-size", &v)) out->disk_bytes += v;
     if (impl_->db->GetIntProperty(cf, "rocksdb.total-blob-file-size", &v)) out->disk_bytes += v;
+    if (impl_->db->GetIntProperty(cf, "rocksdb.live-blob-file-garbage-size", &v)) out->garbage_bytes += v;
   }
   return Status::OK();
 }

@@ -19,19 +19,23 @@
 // store as it was before the ingest or with the whole ingest, and staged
 // payloads of an ingest that never committed are deleted on the next Open.
 //
-// Reference choice: a file ingested as D/name, with D inside P, takes as
-// reference the most recently committed file `name` in another directory of
-// P (run/checkpoint-200/model.safetensors -> run/checkpoint-100/
-// model.safetensors), as long as the resulting chain is at most
-// max_chain_depth deltas deep; otherwise it becomes a keyframe. Safetensors
-// tensors match by name, dtype and shape; other files match as a whole when
-// kind and size match.
+// Reverse-delta chains (store/collector.cc): the newest version of a file is
+// always a keyframe. A file ingested as D/name, with D inside P, is encoded
+// as a keyframe; the most recently committed file `name` in another
+// directory of P (run/checkpoint-100/model.safetensors for run/checkpoint-200/
+// model.safetensors), its predecessor, is queued in the same commit to be
+// re-encoded as a delta against it (a "demotion"), which CollectGarbage()
+// does in the background, as long as no chain grows beyond max_chain_depth
+// deltas. Safetensors tensors match by name, dtype and shape; other files
+// match as a whole when kind and size match.
 //
 // Deletion: a deleted file that other objects still use as reference is
 // detached; CollectGarbage() re-bases each dependent onto the detached
-// object's nearest live ancestor (or makes it a keyframe) by re-encoding its
-// chunks, then frees the detached object. A run that keeps its last N
-// checkpoints thus holds a bounded store.
+// object's nearest live reference (or makes it a keyframe) by re-encoding its
+// chunks, then frees the detached object. With reverse chains, deleting the
+// oldest version frees it at once, deleting a middle one re-bases its one
+// older neighbour. Freed payloads are compacted away, and RocksDB deletes
+// their blob files, in the same CollectGarbage() call.
 //
 // Thread-safety: all methods may be called concurrently. Mutations are
 // serialised by an internal lock held only while committing; encoding and
@@ -67,11 +71,11 @@ struct StoreOptions {
   uint64_t batch_bytes = 64u << 20; // file bytes encoded per parallel batch
 };
 
-// What one ingest produced.
+// What one ingest produced. The new version is always a keyframe.
 struct IngestResult {
   uint64_t ino = 0;
   uint64_t object = 0;
-  uint64_t reference = 0;     // 0 = keyframe
+  uint64_t predecessor = 0;   // object queued to become a delta against this one; 0 = none
   uint64_t file_bytes = 0;
   uint64_t stored_bytes = 0;  // chunk payloads + manifest
   FileKind kind = FileKind::kText;
@@ -100,7 +104,9 @@ struct StoreStats {
   uint64_t stored_bytes = 0;     // payloads + manifests of every object
   uint64_t detached_objects = 0; // deleted files kept as references
   uint64_t detached_bytes = 0;
-  uint64_t disk_bytes = 0;       // RocksDB SST + blob files
+  uint64_t pending_demotions = 0;  // keyframes still to be re-encoded as deltas
+  uint64_t disk_bytes = 0;         // RocksDB SST + blob files
+  uint64_t garbage_bytes = 0;      // of disk_bytes: freed payloads not yet reclaimed
   std::vector<FileStats> per_file;
 };
 
@@ -179,7 +185,11 @@ class Store {
   // later deletes or re-bases do not disturb it.
   Status OpenReader(uint64_t ino, std::unique_ptr<FileReader>* reader);
 
-  // Re-bases the dependents of detached objects and frees those objects.
+  // The collector's work, in the background in tpded: demotes queued
+  // keyframes to deltas against their successors, re-bases the dependents of
+  // detached objects and frees those objects, then compacts freed payload
+  // ranges so that RocksDB deletes their blob files. Re-encoding runs on a
+  // pool of lower CPU priority. One call at a time (callers are serialised).
   Status CollectGarbage();
 
   Status Stats(std::string_view path_prefix, StoreStats* out);

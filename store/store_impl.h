@@ -4,7 +4,9 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include <array>
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -30,11 +32,21 @@ struct Store::Impl {
   rocksdb::ColumnFamilyHandle* inodes_cf = nullptr;
   rocksdb::ColumnFamilyHandle* dirents_cf = nullptr;
   rocksdb::ColumnFamilyHandle* objects_cf = nullptr;
-  rocksdb::ColumnFamilyHandle* chunks_cf = nullptr;
   rocksdb::ColumnFamilyHandle* deps_cf = nullptr;
   rocksdb::ColumnFamilyHandle* detached_cf = nullptr;
+  rocksdb::ColumnFamilyHandle* pending_cf = nullptr;
+  ChunkLanes lanes{};  // chunk payload column families (store/manifest.h)
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<ThreadPool> pool;             // ingest and reads
+  std::unique_ptr<ThreadPool> background_pool;  // demotion, re-base: lower CPU priority
+
+  // Lanes 1.. are held by one large-object writer at a time (lane 0 is
+  // shared by small objects, which commit through the WAL).
+  std::mutex lane_mu;
+  std::condition_variable lane_cv;
+  uint32_t busy_lanes = 0;  // bit i: lane i is held; guarded by lane_mu
+  uint8_t AcquireLane();
+  void ReleaseLane(uint8_t lane);
 
   std::mutex commit_mu;  // serialises every namespace or object mutation
   std::atomic<uint64_t> next_inode{kRootInode + 1};
@@ -77,13 +89,33 @@ struct Store::Impl {
   // the next synced commit or SyncLog() (the WAL is ordered).
   Status Commit(rocksdb::WriteBatch* b, bool sync = true);
   // Chunk key ranges deleted by committed batches, compacted away later.
-  std::vector<std::pair<std::string, std::string>> freed_ranges;  // guarded by commit_mu
+  struct FreedRange {
+    uint8_t lane;
+    std::string begin, end;
+  };
+  std::vector<FreedRange> freed_ranges;  // guarded by commit_mu
+  void DropGeneration(rocksdb::WriteBatch* b, uint8_t lane, uint64_t object, uint32_t generation);
   // Compacts the freed ranges so their blob files are released. Best effort.
   void CompactFreed();
 
   // Re-encodes `object` against `new_reference` (0: keyframe) under a new
-  // generation and commits the swap. commit_mu must NOT be held.
-  Status Rebase(uint64_t object, uint64_t old_reference, uint64_t new_reference);
+  // generation on the background pool and commits the swap (which also
+  // clears a demotion queued for `object`). If the object was freed or
+  // re-based meanwhile, or the new reference freed, nothing is swapped and
+  // *swapped is false. commit_mu must NOT be held.
+  Status Rebase(uint64_t object, uint64_t old_reference, uint64_t new_reference, bool* swapped);
+
+  // ---- Reverse-delta chains ----
+  // The most recently committed file `name` in a sibling directory of
+  // `parent` (null if none).
+  Status FindPredecessor(uint64_t parent, std::string_view name, std::shared_ptr<const Manifest>* out);
+  // Deltas between `object` and its keyframe.
+  Status ChainLength(uint64_t object, int* length);
+  // The longest chain of dependents hanging below `object` (0: none).
+  Status DepthBelow(uint64_t object, int* depth);
+  // Demotes every keyframe queued in `pending` to a delta against its
+  // successor, where the depth bound allows.
+  Status DemotePending();
 };
 
 }  // namespace tpde

@@ -16,29 +16,7 @@ namespace tpde {
 
 namespace fs = std::filesystem;
 
-bool NaturalLess(const std::string& a, const std::string& b) {
-  auto digit = [](char c) { return c >= '0' && c <= '9'; };
-  size_t i = 0, j = 0;
-  while (i < a.size() && j < b.size()) {
-    if (digit(a[i]) && digit(b[j])) {
-      size_t i2 = i, j2 = j;
-      while (i2 < a.size() && a[i2] == '0') ++i2;
-      while (j2 < b.size() && b[j2] == '0') ++j2;
-      size_t ie = i2, je = j2;
-      while (ie < a.size() && digit(a[ie])) ++ie;
-      while (je < b.size() && digit(b[je])) ++je;
-      if (ie - i2 != je - j2) return ie - i2 < je - j2;
-      if (int c = a.compare(i2, ie - i2, b, j2, je - j2); c != 0) return c < 0;
-      i = ie;
-      j = je;
-    } else {
-      if (a[i] != b[j]) return a[i] < b[j];
-      ++i;
-      ++j;
-    }
-  }
-  return a.size() - i < b.size() - j;
-}
+bool NaturalLess(const std::string& a, const std::string& b) { return ::strverscmp(a.c_str(), b.c_str()) < 0; }
 
 namespace {
 
@@ -122,6 +100,9 @@ Status ImportTree(Store* store, const std::string& src_dir, uint64_t dest_dir, c
     } else if (fs::is_regular_file(st)) {
       IngestResult r;
       TPDE_RETURN_IF_ERROR(store->IngestFile(dest_dir, name, path, &r).WithContext(path));
+      // Demote the previous version now rather than at the end: the store
+      // never holds more than one extra keyframe per file name.
+      if (r.predecessor != 0) TPDE_RETURN_IF_ERROR(store->CollectGarbage().WithContext(path));
       if (on_file) on_file(path, r);
     } else if (on_skip) {
       on_skip(path);

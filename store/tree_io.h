@@ -3,7 +3,8 @@
 // Import walks a local tree in natural order (checkpoint-200 before
 // checkpoint-1000: training order, which reference choice follows) and
 // ingests regular files, creates directories and symlinks, keeping modes,
-// owners and file mtimes. Export writes a stored tree out, each file to a
+// owners and file mtimes. After each file with a predecessor it runs the
+// collector, so the previous version is a delta before the next is read. Export writes a stored tree out, each file to a
 // temporary name, fsynced, then renamed, with its mode and mtime. Both stop at the first error and return it.
 #pragma once
 
@@ -29,7 +30,7 @@ using ExportObserver = std::function<void(const std::string& path, uint64_t byte
 // Writes `node` (a file, symlink or directory) to `dest_path`.
 Status ExportTree(Store* store, const Inode& node, const std::string& dest_path, const ExportObserver& on_file);
 
-// Natural order of names: digit runs compare as numbers.
+// Natural order of names: digit runs compare as numbers (strverscmp(3)).
 bool NaturalLess(const std::string& a, const std::string& b);
 
 }  // namespace tpde

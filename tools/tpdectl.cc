@@ -227,11 +227,19 @@ int CmdStats(const std::string& store_dir, const tpde::StoreOptions& opt, const 
   fmt::print("logical  {:>14} bytes ({})\n", st.logical_bytes, HumanBytes(double(st.logical_bytes)));
   fmt::print("stored   {:>14} bytes ({})\n", st.stored_bytes, HumanBytes(double(st.stored_bytes)));
   fmt::print("ratio    {:>14.2f}x\n", Ratio(st.logical_bytes, st.stored_bytes));
+  fmt::print("on disk  {:>14} bytes ({}, RocksDB files)\n", st.disk_bytes, HumanBytes(double(st.disk_bytes)));
+  // Work the collector has not done yet (tpded does it in the background).
+  if (st.pending_demotions > 0) {
+    fmt::print("pending  {:>14} keyframes to re-encode as deltas\n", st.pending_demotions);
+  }
   if (st.detached_objects > 0) {
-    fmt::print("detached {:>14} objects ({} kept as references; run 'tpdectl gc')\n", st.detached_objects,
+    fmt::print("pending  {:>14} deleted versions kept as references until re-based ({})\n", st.detached_objects,
                HumanBytes(double(st.detached_bytes)));
   }
-  fmt::print("on disk  {:>14} bytes ({}, RocksDB files)\n", st.disk_bytes, HumanBytes(double(st.disk_bytes)));
+  if (st.garbage_bytes > 0) {
+    fmt::print("pending  {:>14} bytes of freed payloads in blob files, not yet reclaimed ({})\n", st.garbage_bytes,
+               HumanBytes(double(st.garbage_bytes)));
+  }
   return 0;
 }
 

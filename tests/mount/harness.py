@@ -103,6 +103,12 @@ class Daemon:
     def flush(self):
         self.tpdectl("flush")
 
+    def settle(self):
+        """Every closed file committed and the collector's work done (older
+        versions demoted to deltas, deleted ones reclaimed)."""
+        self.tpdectl("flush")
+        self.tpdectl("gc")
+
     def stats(self):
         return json.loads(self.tpdectl("stats", "--json").stdout)
 

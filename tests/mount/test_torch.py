@@ -40,14 +40,16 @@ class TorchTest(harness.MountTestCase):
             torch.save(opt.state_dict(), os.path.join(d, "optimizer.pt"))
             # What was saved, kept in memory: the mount must give back exactly this.
             saved.append((copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())))
-        self.d.flush()
+        self.d.settle()
         for step, (weights, optim) in enumerate(saved):
             d = os.path.join(self.mnt, "run", "step-%d" % step)
             self.assertTrue(equal(torch.load(os.path.join(d, "model.pt")), weights), step)
             self.assertTrue(equal(torch.load(os.path.join(d, "optimizer.pt")), optim), step)
-        # Later steps are stored as deltas of earlier ones.
-        last = os.path.join(self.mnt, "run", "step-5", "optimizer.pt")
-        self.assertNotEqual(self.d.xattr(last, "reference"), "")
+        # The newest step is a keyframe, earlier ones deltas against their successors.
+        newest = os.path.join(self.mnt, "run", "step-5", "optimizer.pt")
+        self.assertEqual(self.d.xattr(newest, "chain_depth"), "0")
+        older = os.path.join(self.mnt, "run", "step-4", "optimizer.pt")
+        self.assertTrue(self.d.xattr(older, "reference").endswith("step-5/optimizer.pt"))
         self.assertVerifies()
 
 
