@@ -37,8 +37,8 @@ struct Options {
   std::string control_socket;   // default STORE/control.sock
   std::string log_file;         // default STORE/tpded.log when detached
   uint64_t cache_mb = 256;
-  size_t readahead_chunks = 16;
-  size_t ingest_threads = 1;
+  size_t readahead_chunks = 0;  // 0: two per core
+  size_t ingest_threads = 4;
   uint64_t ingest_delay_ms = 100;
   size_t threads = 0;
   int chain_depth = 8;
@@ -159,13 +159,14 @@ int main(int argc, char** argv) {
   app.add_option("--control-socket", o.control_socket, "control socket (default STORE/control.sock)");
   app.add_option("--log-file", o.log_file, "log file when detached (default STORE/tpded.log)");
   app.add_option("--cache-mb", o.cache_mb, "decoded chunk cache, MiB")->capture_default_str();
-  app.add_option("--readahead-chunks", o.readahead_chunks, "1 MiB chunks decoded ahead of a sequential reader")
+  app.add_option("--readahead-chunks", o.readahead_chunks,
+                 "1 MiB chunks decoded ahead of a sequential reader (0: two per core)")
       ->capture_default_str();
   app.add_option("--ingest-threads", o.ingest_threads, "files ingested concurrently")->capture_default_str();
   app.add_option("--ingest-delay-ms", o.ingest_delay_ms, "wait after the last close before ingesting")
       ->capture_default_str();
   app.add_option("--threads", o.threads, "encode/decode threads (0: all cores)")->capture_default_str();
-  app.add_option("--chain-depth", o.chain_depth, "deltas per chain before a new keyframe")
+  app.add_option("--chain-depth", o.chain_depth, "longest chain of deltas behind a keyframe (the newest version)")
       ->check(CLI::Range(0, 62))
       ->capture_default_str();
   app.add_option("--zstd-level", o.zstd_level, "zstd level of every stream")->check(CLI::Range(1, 22))->capture_default_str();
@@ -194,6 +195,7 @@ int main(int argc, char** argv) {
   so.max_chain_depth = o.chain_depth;
   so.encode.zstd_level = o.zstd_level;
   so.threads = o.threads;
+  so.pool_nice = 5;  // ingest yields to the threads serving writes and reads
   std::unique_ptr<tpde::Store> store;
   tpde::Status s = tpde::Store::Open(o.store, so, &store);
   if (!s.ok()) return Fail(&detacher, o, s.message());
@@ -202,7 +204,7 @@ int main(int argc, char** argv) {
   fo.spool_dir = o.spool;
   fo.cache_bytes = o.cache_mb << 20;
   fo.ingest_threads = o.ingest_threads;
-  fo.readahead_chunks = o.readahead_chunks;
+  fo.readahead_chunks = o.readahead_chunks == 0 ? tpde::kAutoReadahead : o.readahead_chunks;
   fo.ingest_delay_ms = o.ingest_delay_ms;
   std::unique_ptr<tpde::Filesystem> fs;
   s = tpde::Filesystem::Open(store.get(), fo, &fs);
@@ -237,7 +239,9 @@ int main(int argc, char** argv) {
   sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s", o.store.c_str(), o.mount.c_str());
 
   fuse_loop_config* loop = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_max_threads(loop, 16);
+  fuse_loop_cfg_set_max_threads(loop, 64);
+  fuse_loop_cfg_set_idle_threads(loop, 16);
+  fuse_loop_cfg_set_clone_fd(loop, 1);  // a /dev/fuse descriptor per worker: no shared read queue
   const int rc = fuse_session_loop_mt(se, loop);
   fuse_loop_cfg_destroy(loop);
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -74,7 +75,10 @@ Status Filesystem::Open(Store* store, const FsOptions& options, std::unique_ptr<
   for (size_t i = 0; i < std::max<size_t>(1, options.ingest_threads); ++i) {
     fs->ingest_workers_.emplace_back([f = fs.get()] { f->IngestLoop(); });
   }
-  const size_t ra_threads = std::max<size_t>(2, std::thread::hardware_concurrency() / 2);
+  // Read-ahead decodes on every core: a cold sequential read of a keyframe
+  // is bound by chunk decode, which scales with threads.
+  const size_t ra_threads = std::max<size_t>(2, std::thread::hardware_concurrency());
+  if (fs->options_.readahead_chunks == kAutoReadahead) fs->options_.readahead_chunks = std::max<size_t>(16, 2 * ra_threads);
   for (size_t i = 0; i < ra_threads; ++i) fs->ra_workers_.emplace_back([f = fs.get()] { f->ReadaheadLoop(); });
   fs->gc_thread_ = std::thread([f = fs.get()] { f->GcLoop(); });
   fs->RequestGc();  // deletions of an earlier run may be pending
@@ -709,6 +713,10 @@ void Filesystem::IngestLoop() {
     if (s.ok()) {
       ++ingests_done_;
       sp->committed = version;
+      if (r.predecessor != 0) {  // the previous version waits to become a delta
+        gc_needed_ = true;
+        gc_cv_.notify_all();
+      }
       if (sp->mtime_ns != mtime) {  // utimens after close (rsync -a, cp -p) raced with the ingest
         Store::AttrChanges fix;
         fix.mtime_ns = sp->mtime_ns;
@@ -734,6 +742,9 @@ void Filesystem::RequestGc() {
 }
 
 void Filesystem::GcLoop() {
+  // Re-encoding and reclaim run on this thread and the store's background
+  // pool, both below the priority of the threads that serve writes and reads.
+  (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     gc_cv_.wait(lock, [&] { return stopping_ || gc_needed_; });

@@ -35,11 +35,13 @@
 
 namespace tpde {
 
+inline constexpr size_t kAutoReadahead = ~size_t{0};
+
 struct FsOptions {
   std::string spool_dir;               // local directory for files being written
   uint64_t cache_bytes = 256ull << 20; // decoded chunk cache
-  size_t ingest_threads = 1;           // concurrent ingests (each uses the store's pool)
-  size_t readahead_chunks = 16;        // chunks decoded ahead of a sequential reader
+  size_t ingest_threads = 4;           // concurrent ingests (they share the store's pool)
+  size_t readahead_chunks = kAutoReadahead;  // chunks decoded ahead of a sequential reader (auto: 2 per core)
   // How long a closed file waits before its ingest starts: tools that write
   // a temporary name and rename it after close (rsync, atomic savers) get
   // their final name first, which is what reference choice looks at.
@@ -159,8 +161,9 @@ class Filesystem {
   uint64_t ingests_done_ = 0, ingest_errors_ = 0;
   std::vector<std::thread> ingest_workers_;
 
-  // Deletions wake the collector, which re-bases dependents of deleted
-  // references and frees their space in the background.
+  // Ingests and deletions wake the collector, which demotes the previous
+  // keyframe to a delta, re-bases dependents of deleted references and
+  // reclaims their space in the background, at lower CPU priority.
   bool gc_needed_ = false;  // guarded by mu_
   std::condition_variable gc_cv_;
   std::thread gc_thread_;

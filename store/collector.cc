@@ -144,14 +144,16 @@ Status Store::Impl::Rebase(uint64_t object, uint64_t old_reference, uint64_t new
 
 // ---- Reverse-delta chains ---------------------------------------------------
 
-Status Store::Impl::FindPredecessor(uint64_t parent, std::string_view name, std::shared_ptr<const Manifest>* out) {
-  out->reset();
+Status Store::Impl::FindNeighbours(uint64_t parent, std::string_view name, uint64_t ino,
+                                   std::shared_ptr<const Manifest>* older, std::shared_ptr<const Manifest>* newer) {
+  older->reset();
+  newer->reset();
   if (parent == kRootInode) return Status::OK();
   Inode parent_dir;
   TPDE_RETURN_IF_ERROR(GetInode(parent, &parent_dir));
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), dirents_cf));
   const std::string prefix = keys::U64(parent_dir.parent);
-  uint64_t best_seq = 0;
+  uint64_t older_ino = 0, newer_ino = ~uint64_t{0};
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     std::string_view v = it->value().ToStringView();
     if (v.size() != 9 || static_cast<InodeType>(v[8]) != InodeType::kDirectory) continue;
@@ -159,10 +161,16 @@ Status Store::Impl::FindPredecessor(uint64_t parent, std::string_view name, std:
     if (sibling == parent) continue;
     Inode f;
     if (!Lookup(sibling, name, &f).ok() || f.type != InodeType::kFile || f.object == 0) continue;
+    if (f.ino < ino ? f.ino <= older_ino : f.ino >= newer_ino) continue;
     std::shared_ptr<const Manifest> m;
-    if (!GetManifest(f.object, &m).ok() || m->commit_seq <= best_seq) continue;
-    best_seq = m->commit_seq;
-    *out = m;
+    if (!GetManifest(f.object, &m).ok()) continue;
+    if (f.ino < ino) {
+      older_ino = f.ino;
+      *older = m;
+    } else {
+      newer_ino = f.ino;
+      *newer = m;
+    }
   }
   return FromRocks(it->status(), "scanning sibling directories");
 }

@@ -146,18 +146,20 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
       f.uid = target.uid;
       f.gid = target.gid;
     }
-    // The most recent same-named file of a sibling directory, the keyframe
-    // of its chain until now, becomes a delta against this version in the
-    // background. Chosen here, under the commit lock, so that each version
-    // has at most one successor.
-    std::shared_ptr<const Manifest> predecessor;
+    // The same-named file of a sibling directory created just before this
+    // one, the keyframe of its chain until now, becomes a delta against this
+    // version in the background; if one created later committed first (a
+    // concurrent ingest), this version becomes a delta against that one.
+    // Chosen here, under the commit lock, so each version has one successor.
+    std::shared_ptr<const Manifest> older, newer;
     if (!target.name.empty() && im.options.max_chain_depth > 0) {
-      TPDE_RETURN_IF_ERROR(im.FindPredecessor(target.parent, target.name, &predecessor));
+      TPDE_RETURN_IF_ERROR(im.FindNeighbours(target.parent, target.name, f.ino, &older, &newer));
     }
-    if (predecessor && predecessor->reference == 0 && predecessor->object_id != f.object) {
-      batch.Put(im.pending_cf, keys::U64(predecessor->object_id), keys::U64(m.object_id));
-      result->predecessor = predecessor->object_id;
+    if (older && older->reference == 0) {
+      batch.Put(im.pending_cf, keys::U64(older->object_id), keys::U64(m.object_id));
+      result->predecessor = older->object_id;
     }
+    if (newer) batch.Put(im.pending_cf, keys::U64(m.object_id), keys::U64(newer->object_id));
     m.commit_seq = im.next_commit_seq++;
     batch.Put(im.default_cf, keys::kNextCommitSeq, keys::U64(im.next_commit_seq));
     std::string encoded;

@@ -152,7 +152,7 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   impl->detached_cf = impl->handles[5];
   impl->pending_cf = impl->handles[6];
   for (int i = 0; i < kChunkLanes; ++i) impl->lanes[i] = impl->handles[first_lane + i];
-  impl->pool = std::make_unique<ThreadPool>(options.threads);
+  impl->pool = std::make_unique<ThreadPool>(options.threads, options.pool_nice);
   impl->background_pool = std::make_unique<ThreadPool>(options.threads, /*nice=*/10);
 
   // Format version, root directory, counters.

@@ -68,6 +68,7 @@ struct StoreOptions {
   LayoutOptions layout;             // chunk size, text threshold
   ChunkEncodeOptions encode;        // zstd level
   size_t threads = 0;               // encode/decode pool; 0 = all cores
+  int pool_nice = 0;                // CPU priority of the ingest pool (the collector's is always lower)
   uint64_t batch_bytes = 64u << 20; // file bytes encoded per parallel batch
 };
 

@@ -106,9 +106,12 @@ struct Store::Impl {
   Status Rebase(uint64_t object, uint64_t old_reference, uint64_t new_reference, bool* swapped);
 
   // ---- Reverse-delta chains ----
-  // The most recently committed file `name` in a sibling directory of
-  // `parent` (null if none).
-  Status FindPredecessor(uint64_t parent, std::string_view name, std::shared_ptr<const Manifest>* out);
+  // The versions of file `name` (inode `ino`, in `parent`) in the sibling
+  // directories of `parent` just before and just after it in creation order
+  // (inode numbers are handed out in creation order, which is training order
+  // even when concurrent ingests commit out of order). Null where none.
+  Status FindNeighbours(uint64_t parent, std::string_view name, uint64_t ino, std::shared_ptr<const Manifest>* older,
+                        std::shared_ptr<const Manifest>* newer);
   // Deltas between `object` and its keyframe.
   Status ChainLength(uint64_t object, int* length);
   // The longest chain of dependents hanging below `object` (0: none).

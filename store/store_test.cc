@@ -481,6 +481,36 @@ TEST_F(StoreTest, PayloadsStagedByAnIngestThatNeverCommittedAreDeletedOnOpen) {
   ExpectVerifies();
 }
 
+// Concurrent ingests may commit out of order: the chain follows creation
+// order (training order), so the newest file stays the keyframe.
+TEST_F(StoreTest, VersionsCommittedOutOfOrderChainInCreationOrder) {
+  std::mt19937_64 rng(13);
+  std::vector<TestTensor> model = Model(9);
+  std::vector<std::string> files;
+  std::vector<Inode> inodes;
+  for (int step = 0; step < 3; ++step) {
+    for (auto& t : model) test::Perturb(rng, &t.data, test::WidthOf(t.dtype), 0.1);
+    files.push_back(MakeSafetensors(model));
+    Inode dir, f;
+    ASSERT_TRUE(store_->MakeDirectories(fmt::format("run/ckpt-{}", step), &dir).ok());
+    ASSERT_TRUE(store_->CreateFile(dir.ino, "model.safetensors", 0644, 0, 0, &f).ok());
+    inodes.push_back(f);
+  }
+  for (int step : {0, 2, 1}) {
+    const auto src = dir_.path() / fmt::format("spool-{}", step);
+    test::WriteFile(src, files[step]);
+    IngestResult r;
+    ASSERT_TRUE(store_->IngestInode(inodes[step].ino, src.string(), 1, &r).ok());
+  }
+  ASSERT_TRUE(store_->CollectGarbage().ok());
+  for (int step = 0; step < 3; ++step) {
+    const std::string p = fmt::format("run/ckpt-{}/model.safetensors", step);
+    EXPECT_EQ(Depth(p), 2 - step) << p;
+    EXPECT_TRUE(Get(p) == files[step]) << p;
+  }
+  ExpectVerifies();
+}
+
 TEST_F(StoreTest, AStoreOfFormatVersion1IsRefusedWithTheVersions) {
   const std::string dir = (dir_.path() / "v1").string();
   {
