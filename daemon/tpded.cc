@@ -9,6 +9,7 @@
 // Under systemd (Type=notify) READY=1 is sent once the mount is live.
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -86,6 +87,14 @@ void RaiseWritebackLimit(const std::string& mount, uint64_t mb) {
     fmt::print(stderr, "tpded: warning: cannot raise the write-back limit in {} ({}); writes are throttled to "
                "ingest speed\n", bdi, std::strerror(errno));
   }
+  // The kernel's read-ahead window for the mount: FUSE takes the smaller of
+  // this and the max_readahead the daemon answers at INIT (which comes after
+  // this, once the session loop runs), and the default is 128 KiB. A wide
+  // window keeps many 1 MiB reads in flight, which the daemon decodes on
+  // every core.
+  if (!write("read_ahead_kb", std::to_string(tpde::kReadaheadBytes >> 10))) {
+    fmt::print(stderr, "tpded: note: cannot widen the read-ahead window in {} ({})\n", bdi, std::strerror(errno));
+  }
 }
 
 // Reports startup success or failure to the parent that waits in the
@@ -150,6 +159,10 @@ int Fail(Detacher* d, const Options& o, const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Chunk buffers and payloads are 1 MiB: keep them on the heap for reuse
+  // rather than mapping and unmapping (and page-faulting) each one.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   CLI::App app{"tpded: mount a tpde checkpoint store as a directory"};
   Options o;
   app.set_config("--config", "", "INI/TOML file of options (keys are the long option names)");

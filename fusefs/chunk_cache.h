@@ -15,9 +15,23 @@
 
 namespace tpde {
 
+// The decoded bytes of one chunk. Not zero-filled on allocation: a decoder
+// writes every byte before it is shared.
+class ChunkBuffer {
+ public:
+  explicit ChunkBuffer(size_t size) : bytes_(new uint8_t[size]), size_(size) {}
+  uint8_t* data() { return bytes_.get(); }
+  const uint8_t* data() const { return bytes_.get(); }
+  size_t size() const { return size_; }
+
+ private:
+  std::unique_ptr<uint8_t[]> bytes_;
+  size_t size_;
+};
+
 class ChunkCache {
  public:
-  using Chunk = std::shared_ptr<const std::vector<uint8_t>>;
+  using Chunk = std::shared_ptr<const ChunkBuffer>;
 
   explicit ChunkCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
 

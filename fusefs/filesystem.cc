@@ -545,7 +545,7 @@ ChunkCache::Chunk Filesystem::GetChunk(const std::shared_ptr<FileReader>& reader
   const uint64_t object = reader->manifest().object_id;
   ChunkCache::Chunk data = cache_.GetOrLoad(object, chunk, [&]() -> ChunkCache::Chunk {
     thread_local ChunkScratch scratch;
-    auto buf = std::make_shared<std::vector<uint8_t>>(reader->manifest().chunks[chunk].content_bytes());
+    auto buf = std::make_shared<ChunkBuffer>(reader->manifest().chunks[chunk].content_bytes());
     Status s = reader->ReadChunk(chunk, buf->data(), &scratch);
     if (!s.ok()) {
       Log(fmt::format("read of object {} chunk {}: {}", object, chunk, s.ToString()));

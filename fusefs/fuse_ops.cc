@@ -65,7 +65,7 @@ void Init(void*, fuse_conn_info* conn) {
   conn->congestion_threshold = 48;
   conn->max_read = kMaxRequestBytes;  // must equal the max_read mount option
   conn->max_write = kMaxRequestBytes;
-  conn->max_readahead = kMaxRequestBytes;
+  conn->max_readahead = kReadaheadBytes;
 }
 
 void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {

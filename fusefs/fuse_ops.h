@@ -12,6 +12,8 @@ inline constexpr double kAttrTimeoutSeconds = 1.0;
 
 // Largest read and write request, in bytes (also passed as -o max_read).
 inline constexpr unsigned kMaxRequestBytes = 1u << 20;
+// Kernel read-ahead window for the mount (bdi read_ahead_kb, max_readahead).
+inline constexpr unsigned kReadaheadBytes = 16u << 20;
 
 const fuse_lowlevel_ops* FuseOps();
 
