@@ -174,7 +174,7 @@ def train(output_dir, saves, limit, model_size, result_path):
     rec = Record()
     args = TrainingArguments(output_dir=output_dir, max_steps=50 * saves, save_steps=50, save_total_limit=limit,
                              per_device_train_batch_size=batch, learning_rate=1e-4, logging_steps=50, report_to=[],
-                             seed=0, bf16=cuda, use_cpu=not cuda, dataloader_num_workers=2, save_safetensors=True)
+                             seed=0, bf16=cuda, use_cpu=not cuda, dataloader_num_workers=2)
     t0 = time.perf_counter()
     Trainer(model=GPT2LMHeadModel(config), args=args, train_dataset=Data(), callbacks=[rec]).train()
     wall = time.perf_counter() - t0 - rec.seconds

@@ -578,10 +578,16 @@ int Filesystem::ReadCommitted(Handle* h, uint64_t offset, size_t size, char* out
   }
   h->next_offset = offset + *read_bytes;
   if (sequential && options_.readahead_chunks > 0) {
+    // The window is in bytes (readahead_chunks MiB): a file of many small
+    // tensors has many small chunks, and a window counted in chunks would
+    // run dry within one read.
+    const uint64_t window = uint64_t{options_.readahead_chunks} << 20;
+    uint64_t ahead = 0;
     std::lock_guard<std::mutex> lock(ra_mu_);
-    for (uint32_t k = last + 1; k <= last + options_.readahead_chunks && k < m.chunks.size(); ++k) {
-      if (ra_queue_.size() >= 64) break;     // read-ahead is a hint: never a backlog
-      ra_queue_.push_back({h->reader, k});  // a chunk cached or loading meanwhile costs a lookup
+    for (uint32_t k = last + 1; k < m.chunks.size() && ahead < window; ++k) {
+      if (ra_queue_.size() >= 4096) break;  // read-ahead is a hint: never a backlog
+      ra_queue_.push_back({h->reader, k});   // a chunk cached or loading meanwhile costs a lookup
+      ahead += m.chunks[k].content_bytes();
     }
     ra_cv_.notify_all();
   }

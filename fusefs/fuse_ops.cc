@@ -61,8 +61,8 @@ void Init(void*, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   // (splice read measured slower here)
   if (conn->capable & FUSE_CAP_SPLICE_MOVE) conn->want |= FUSE_CAP_SPLICE_MOVE;
-  conn->max_background = 64;  // writeback requests in flight
-  conn->congestion_threshold = 48;
+  conn->max_background = 128;  // writeback and read-ahead requests in flight
+  conn->congestion_threshold = 96;
   conn->max_read = kMaxRequestBytes;  // must equal the max_read mount option
   conn->max_write = kMaxRequestBytes;
   conn->max_readahead = kReadaheadBytes;

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (device tool), from the repository root, with the
+# bundle of scripts/device-bundle.sh carried as out/device:
+# bench/hf_trainer_bench.py (HF Trainer GPT-2 124M into a plain directory and
+# into a tpded mount). Results go to $OUT (or out/device-bench).
+# Usage: scripts/device-bench.sh [rotate|keepall|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bundle=$(realpath out/device)
+results=${OUT:-out/device-bench}
+mkdir -p "$results"
+# Only tpde's binaries see the bundled libraries: Python and torch keep the
+# machine's own.
+wrap=$(mktemp -d)
+for b in tpded tpdectl; do
+  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s/lib exec %s/bin/%s "$@"\n' "$bundle" "$bundle" "$b" >"$wrap/$b"
+  chmod +x "$wrap/$b"
+done
+{
+  echo "== machine"; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+  nproc; free -g | head -2; df -h /var/tmp | tail -1
+  python3 -c "import torch, transformers, safetensors; print(torch.__version__, transformers.__version__, safetensors.__version__)"
+  echo "== hf_trainer_bench ${1:-all}"
+  PYTHONUNBUFFERED=1 python3 bench/hf_trainer_bench.py --tpded "$wrap/tpded" --tpdectl "$wrap/tpdectl" \
+    --work /var/tmp/tpde-hf-bench --scenario "${1:-all}" --out "$results/hf_trainer_bench-${1:-all}.json"
+} 2>&1 | tee "$results/bench-${1:-all}.log"
