@@ -6,16 +6,9 @@
 # Usage: scripts/device-bench.sh [rotate|keepall|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bundle=$(realpath out/device)
+source scripts/device-env.sh
 results=${OUT:-out/device-bench}
 mkdir -p "$results"
-# Only tpde's binaries see the bundled libraries: Python and torch keep the
-# machine's own.
-wrap=$(mktemp -d)
-for b in tpded tpdectl; do
-  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s/lib exec %s/bin/%s "$@"\n' "$bundle" "$bundle" "$b" >"$wrap/$b"
-  chmod +x "$wrap/$b"
-done
 {
   echo "== machine"; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
   nproc; free -g | head -2; df -h /var/tmp | tail -1

@@ -4,16 +4,9 @@
 # to end test through a tpded mount. Results go to $OUT (or out/device-e2e).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bundle=$(realpath out/device)
+source scripts/device-env.sh
 results=${OUT:-out/device-e2e}
 mkdir -p "$results"
-# Only tpde's binaries see the bundled libraries: Python and torch keep the
-# machine's own.
-wrap=$(mktemp -d)
-for b in tpded tpdectl; do
-  printf '#!/bin/sh\nLD_LIBRARY_PATH=%s/lib exec %s/bin/%s "$@"\n' "$bundle" "$bundle" "$b" >"$wrap/$b"
-  chmod +x "$wrap/$b"
-done
 {
   echo "== machine"; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
   nproc; uname -r; python3 -c "import torch, transformers, safetensors; print(torch.__version__, transformers.__version__, safetensors.__version__)"
