@@ -27,7 +27,6 @@ same rotation, to check the harness on a machine without them. Needs root
 (FUSE, drop_caches).
 """
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -37,18 +36,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "mount"))
 import harness  # noqa: E402
+import mount_bench  # noqa: E402  (beside this file)
 
 SCENARIOS = {"rotate": dict(saves=6, limit=3), "keepall": dict(saves=8, limit=None)}
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(16 << 20)
-            if not b:
-                return h.hexdigest()
-            h.update(b)
 
 
 def drop_caches():
@@ -62,18 +52,7 @@ def drop_caches():
 
 
 def read_gbps(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = 0
-        t0 = time.perf_counter()
-        while True:
-            b = os.read(fd, 16 << 20)
-            if not b:
-                break
-            size += len(b)
-        return size / (time.perf_counter() - t0) / 1e9
-    finally:
-        os.close(fd)
+    return mount_bench.read_file(path, block=16 << 20)
 
 
 def load_cuda_gbps(path):
@@ -113,7 +92,7 @@ def emulate(output_dir, saves, limit, result_path, mb=64):
             shutil.rmtree(kept.pop(0))
         save_times.append(time.perf_counter() - t0)
         for name in sorted(os.listdir(d)):
-            sums[os.path.relpath(os.path.join(d, name), output_dir)] = sha256(os.path.join(d, name))
+            sums[os.path.relpath(os.path.join(d, name), output_dir)] = harness.sha256(os.path.join(d, name))
     json.dump({"save_seconds": save_times, "train_wall_seconds": sum(save_times), "sha256": sums},
               open(result_path, "w"), indent=1)
 
@@ -168,7 +147,7 @@ def train(output_dir, saves, limit, model_size, result_path):
             for name in sorted(os.listdir(d)):
                 p = os.path.join(d, name)
                 if os.path.isfile(p):
-                    self.sums[os.path.relpath(p, args.output_dir)] = sha256(p)
+                    self.sums[os.path.relpath(p, args.output_dir)] = harness.sha256(p)
             self.seconds += time.perf_counter() - t0
 
     rec = Record()
@@ -202,7 +181,7 @@ def checked(root, sums):
         p = os.path.join(root, rel)
         if os.path.exists(p):
             total += 1
-            same += sha256(p) == digest
+            same += harness.sha256(p) == digest
     return same, total
 
 

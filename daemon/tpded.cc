@@ -50,7 +50,8 @@ struct Options {
   uint64_t writeback_buffer_mb = 0;  // 0: min(1 GiB, 5% of memory)
 };
 
-// Lets the kernel buffer up to `mb` MiB of writes to the mount before it
+// Tunes the kernel's per-mount (bdi) limits. Write-back: lets the kernel
+// buffer up to `mb` MiB of writes to the mount before it
 // throttles the writer to the daemon's pace. FUSE mounts start with a 1%
 // share of the dirty-page limit (strictly enforced), which makes writing a
 // large checkpoint as slow as ingesting it. Best effort: older kernels have
@@ -59,7 +60,7 @@ struct Options {
 // The budget stays well below the system's dirty limit (and the daemon is an
 // I/O flusher where the kernel lets it, see MarkIoFlusher), so its own writes
 // to the spool are not held back by the dirty pages it is writing back.
-void RaiseWritebackLimit(const std::string& mount, uint64_t mb) {
+void TuneMountBdi(const std::string& mount, uint64_t mb) {
   if (mb == 0) {
     const uint64_t ram_mb = uint64_t(::sysconf(_SC_PHYS_PAGES)) * uint64_t(::sysconf(_SC_PAGESIZE)) >> 20;
     mb = std::min<uint64_t>(1024, ram_mb / 20);
@@ -246,7 +247,7 @@ int main(int argc, char** argv) {
   if (!MarkIoFlusher()) {
     fmt::print(stderr, "tpded: note: not an I/O flusher ({}); write-back budget kept small\n", std::strerror(errno));
   }
-  RaiseWritebackLimit(o.mount, o.writeback_buffer_mb);
+  TuneMountBdi(o.mount, o.writeback_buffer_mb);
   fmt::print(stderr, "tpded: serving '{}' on '{}'\n", o.store, o.mount);
   detacher.Report("ok", o.log_file);
   sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s", o.store.c_str(), o.mount.c_str());

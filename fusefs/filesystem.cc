@@ -63,6 +63,7 @@ struct Filesystem::Handle {
   std::shared_ptr<FileReader> reader;    // committed content (read-only handles)
   Inode inode;                           // attributes at open, for fstat after unlink
   std::atomic<uint64_t> next_offset{0};  // where a sequential reader reads next (reads may be concurrent)
+  std::atomic<uint32_t> readahead_end{0};  // chunks below this were queued for read-ahead already
 };
 
 Filesystem::Filesystem(Store* store, const FsOptions& options)
@@ -581,15 +582,22 @@ int Filesystem::ReadCommitted(Handle* h, uint64_t offset, size_t size, char* out
     // The window is in bytes (readahead_chunks MiB): a file of many small
     // tensors has many small chunks, and a window counted in chunks would
     // run dry within one read.
+    // Only chunks not queued by an earlier read of this handle are queued.
     const uint64_t window = uint64_t{options_.readahead_chunks} << 20;
-    uint64_t ahead = 0;
-    std::lock_guard<std::mutex> lock(ra_mu_);
-    for (uint32_t k = last + 1; k < m.chunks.size() && ahead < window; ++k) {
-      if (ra_queue_.size() >= 4096) break;  // read-ahead is a hint: never a backlog
-      ra_queue_.push_back({h->reader, k});   // a chunk cached or loading meanwhile costs a lookup
-      ahead += m.chunks[k].content_bytes();
+    const uint32_t n = static_cast<uint32_t>(m.chunks.size());
+    uint32_t end = last + 1;
+    for (uint64_t ahead = 0; end < n && ahead < window; ++end) ahead += m.chunks[end].content_bytes();
+    uint32_t queued = h->readahead_end.load();
+    while (queued < end && !h->readahead_end.compare_exchange_weak(queued, end)) {
     }
-    ra_cv_.notify_all();
+    const uint32_t begin = std::max(last + 1, queued);
+    if (begin < end) {
+      std::lock_guard<std::mutex> lock(ra_mu_);
+      for (uint32_t k = begin; k < end && ra_queue_.size() < 4096; ++k) {  // a hint: never a backlog
+        ra_queue_.push_back({h->reader, k});  // a chunk cached or loading meanwhile costs a lookup
+      }
+      ra_cv_.notify_all();
+    }
   }
   return 0;
 }
@@ -719,7 +727,7 @@ void Filesystem::IngestLoop() {
     if (s.ok()) {
       ++ingests_done_;
       sp->committed = version;
-      if (r.predecessor != 0) {  // the previous version waits to become a delta
+      if (r.demotion_queued) {  // a keyframe waits to become a delta
         gc_needed_ = true;
         gc_cv_.notify_all();
       }

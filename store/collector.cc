@@ -38,9 +38,7 @@ Status Store::Impl::FreeObject(rocksdb::WriteBatch* b, uint64_t object) {
   ForgetManifest(object);
   if (m->reference == 0) return Status::OK();
   b->Delete(deps_cf, keys::Dep(m->reference, object));
-  std::string v;
-  const bool ref_detached = db->Get(rocksdb::ReadOptions(), detached_cf, keys::U64(m->reference), &v).ok();
-  if (!ref_detached) return Status::OK();
+  if (!IsDetached(m->reference)) return Status::OK();
   bool has = false;
   TPDE_RETURN_IF_ERROR(HasDependents(m->reference, object, &has));
   return has ? Status::OK() : FreeObject(b, m->reference);
@@ -186,14 +184,10 @@ Status Store::Impl::DepthBelow(uint64_t object, int* depth) {
   *depth = 0;
   std::vector<uint64_t> level = {object};
   while (true) {
-    std::vector<uint64_t> next;
+    std::vector<uint64_t> next, dependents;
     for (uint64_t o : level) {
-      std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), deps_cf));
-      const std::string prefix = keys::U64(o);
-      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-        next.push_back(GetBigEndian64(it->key().ToStringView().substr(8)));
-      }
-      TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning references"));
+      TPDE_RETURN_IF_ERROR(Dependents(o, &dependents));
+      next.insert(next.end(), dependents.begin(), dependents.end());
     }
     if (next.empty()) return Status::OK();
     if (++*depth > 64) return Status::Corruption(fmt::format("object {}: reference graph too deep", object));
@@ -211,20 +205,21 @@ Status Store::Impl::DemotePending() {
     }
     TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning pending demotions"));
   }
-  auto is_detached = [&](uint64_t object) {
-    std::string v;
-    return db->Get(rocksdb::ReadOptions(), detached_cf, keys::U64(object), &v).ok();
-  };
   for (const auto& [object, successor] : queue) {
     rocksdb::WriteBatch done;
     done.Delete(pending_cf, keys::U64(object));
-    // Demote only a keyframe onto a live successor, and only while the
-    // longest chain through it stays within max_chain_depth deltas: a run
-    // that keeps every checkpoint gets a keyframe every max_chain_depth + 1
-    // versions.
+    // Demote only a keyframe onto a live successor it shares segments with
+    // (otherwise the re-encode would produce the same keyframe), and only
+    // while the longest chain through it stays within max_chain_depth deltas:
+    // a run that keeps every checkpoint gets a keyframe every
+    // max_chain_depth + 1 versions.
     std::shared_ptr<const Manifest> m, next;
     bool demote = GetManifest(object, &m).ok() && m->reference == 0 && GetManifest(successor, &next).ok() &&
-                  !is_detached(successor);
+                  !IsDetached(successor);
+    if (demote) {
+      std::vector<Segment> segments = m->segments;
+      demote = MatchSegments(m->kind, m->file_bytes, &segments, *next) > 0;
+    }
     if (demote) {
       int below = 0, above = 0;
       TPDE_RETURN_IF_ERROR(DepthBelow(object, &below));
@@ -253,10 +248,6 @@ Status Store::CollectGarbage() {
     for (it->SeekToFirst(); it->Valid(); it->Next()) detached.push_back(GetBigEndian64(it->key().ToStringView()));
     TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning detached objects"));
   }
-  auto is_detached = [&](uint64_t object) {
-    std::string v;
-    return im.db->Get(rocksdb::ReadOptions(), im.detached_cf, keys::U64(object), &v).ok();
-  };
   for (uint64_t x : detached) {
     std::shared_ptr<const Manifest> xm;
     Status s = im.GetManifest(x, &xm);
@@ -264,20 +255,13 @@ Status Store::CollectGarbage() {
     TPDE_RETURN_IF_ERROR(s);
     // The nearest ancestor that is still live takes over as reference.
     uint64_t target = xm->reference;
-    while (target != 0 && is_detached(target)) {
+    while (target != 0 && im.IsDetached(target)) {
       std::shared_ptr<const Manifest> tm;
       TPDE_RETURN_IF_ERROR(im.GetManifest(target, &tm));
       target = tm->reference;
     }
     std::vector<uint64_t> dependents;
-    {
-      std::unique_ptr<rocksdb::Iterator> it(im.db->NewIterator(rocksdb::ReadOptions(), im.deps_cf));
-      const std::string prefix = keys::U64(x);
-      for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-        dependents.push_back(GetBigEndian64(it->key().ToStringView().substr(8)));
-      }
-      TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning references"));
-    }
+    TPDE_RETURN_IF_ERROR(im.Dependents(x, &dependents));
     for (uint64_t d : dependents) {
       bool swapped = false;
       TPDE_RETURN_IF_ERROR(
@@ -286,7 +270,7 @@ Status Store::CollectGarbage() {
     std::lock_guard<std::mutex> lock(im.commit_mu);
     bool has = false;
     TPDE_RETURN_IF_ERROR(im.HasDependents(x, 0, &has));
-    if (!has && is_detached(x)) {
+    if (!has && im.IsDetached(x)) {
       rocksdb::WriteBatch b;
       TPDE_RETURN_IF_ERROR(im.FreeObject(&b, x));
       TPDE_RETURN_IF_ERROR(im.Commit(&b));

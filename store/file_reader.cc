@@ -140,11 +140,8 @@ Status FileReader::ReadChunksParallel(uint64_t offset, uint64_t size, uint8_t* o
 
 Status FileReader::DecodeAll(uint64_t batch_bytes, const std::function<Status(const uint8_t*, size_t)>& sink) const {
   const Manifest& m = *chain_[0];
-  std::vector<std::unique_ptr<ChunkScratch>> scratch(pool_->size());
-  for (auto& s : scratch) s = std::make_unique<ChunkScratch>();
   StreamingChecksum file_sum;
   std::vector<uint8_t> buf;
-  std::vector<Status> errors;
   uint32_t c = 0;
   while (c < m.chunks.size()) {
     // A batch of whole chunks, at least one.
@@ -156,12 +153,7 @@ Status FileReader::DecodeAll(uint64_t batch_bytes, const std::function<Status(co
       ++c;
     }
     buf.resize(bytes);
-    errors.assign(c - first, Status::OK());
-    pool_->ParallelFor(c - first, [&](size_t i, size_t worker) {
-      const uint32_t chunk = first + static_cast<uint32_t>(i);
-      errors[i] = ReadChunk(chunk, buf.data() + (m.chunk_file_offset(chunk) - begin), scratch[worker].get());
-    });
-    for (const auto& e : errors) TPDE_RETURN_IF_ERROR(e);
+    TPDE_RETURN_IF_ERROR(ReadChunksParallel(begin, bytes, buf.data(), pool_));
     file_sum.Update(buf.data(), bytes);
     TPDE_RETURN_IF_ERROR(sink(buf.data(), bytes));
   }

@@ -100,8 +100,6 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
 
   // The new version is a keyframe (reverse-delta chains, store/collector.cc):
   // encoding it needs no reference, so a save costs one KEY encode.
-  for (auto& seg : m.segments) seg.ref_segment = kNoSegment;
-  m.reference = 0;
   m.object_id = im.next_object++;
   m.generation = 1;
   rocksdb::WriteBatch batch;
@@ -158,8 +156,12 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
     if (older && older->reference == 0) {
       batch.Put(im.pending_cf, keys::U64(older->object_id), keys::U64(m.object_id));
       result->predecessor = older->object_id;
+      result->demotion_queued = true;
     }
-    if (newer) batch.Put(im.pending_cf, keys::U64(m.object_id), keys::U64(newer->object_id));
+    if (newer) {
+      batch.Put(im.pending_cf, keys::U64(m.object_id), keys::U64(newer->object_id));
+      result->demotion_queued = true;
+    }
     m.commit_seq = im.next_commit_seq++;
     batch.Put(im.default_cf, keys::kNextCommitSeq, keys::U64(im.next_commit_seq));
     std::string encoded;

@@ -17,6 +17,10 @@
 #include "codec/layout.h"
 #include "codec/status.h"
 
+namespace rocksdb {
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
 namespace tpde {
 
 // Chunk payloads live in one of kChunkLanes column families ("lanes"). A
@@ -25,11 +29,6 @@ namespace tpde {
 // generation) and is deleted whole once that generation is freed; lane 0 is
 // shared by small objects, whose payloads commit through the WAL.
 inline constexpr uint8_t kChunkLanes = 8;
-}  // namespace tpde
-namespace rocksdb {
-class ColumnFamilyHandle;
-}
-namespace tpde {
 using ChunkLanes = std::array<rocksdb::ColumnFamilyHandle*, kChunkLanes>;
 
 struct Manifest {

@@ -89,7 +89,6 @@ Status EncodeObject(Store::Impl* impl, ThreadPool* thread_pool, Manifest* m, con
   StreamingChecksum file_sum;
   std::vector<uint8_t> cur;
   std::vector<std::string> payloads;
-  std::vector<Status> errors;
   uint64_t payload_offset = 0;
   const uint32_t n = static_cast<uint32_t>(m->chunks.size());
   for (uint32_t c = 0; c < n;) {
@@ -104,7 +103,6 @@ Status EncodeObject(Store::Impl* impl, ThreadPool* thread_pool, Manifest* m, con
     TPDE_RETURN_IF_ERROR(source(begin, bytes, cur.data()));
     file_sum.Update(cur.data(), bytes);
     payloads.resize(c - first);
-    errors.assign(c - first, Status::OK());
     pool.ParallelFor(c - first, [&](size_t i, size_t w) {
       Worker& wk = *workers[w];
       ChunkRecord& rec = m->chunks[first + i];

@@ -5,6 +5,7 @@
 #include <rocksdb/utilities/options_util.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -50,6 +51,35 @@ rocksdb::ColumnFamilyOptions LaneOptions(int lane) {
   o.blob_garbage_collection_age_cutoff = 0.5;
   o.write_buffer_size = 256ull << 20;
   return o;
+}
+
+// A store of another format version has other column families: RocksDB
+// would refuse it with "column families not opened". Read its version
+// (read-only, changing nothing) and say which it is.
+Status RefuseOtherFormat(const rocksdb::DBOptions& dbo, const std::string& dir,
+                         const std::vector<rocksdb::ColumnFamilyDescriptor>& ours) {
+  std::vector<std::string> existing;
+  if (!rocksdb::DB::ListColumnFamilies(dbo, dir, &existing).ok()) return Status::OK();  // a new store
+  std::set<std::string> known;
+  for (const auto& d : ours) known.insert(d.name);
+  if (std::all_of(existing.begin(), existing.end(), [&](const std::string& n) { return known.count(n) > 0; })) {
+    return Status::OK();
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> theirs;
+  for (const auto& n : existing) theirs.push_back({n, rocksdb::ColumnFamilyOptions()});
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  std::string version = "unknown";
+  if (rocksdb::DB::OpenForReadOnly(dbo, dir, theirs, &handles, &db).ok()) {
+    std::string v;
+    if (db->Get(rocksdb::ReadOptions(), keys::kFormatVersion, &v).ok()) version = v;
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    delete db;
+  }
+  return Status::NotSupported(fmt::format(
+      "store '{}' has format version {}; this tpde reads format version {} (see docs/operations.md, "
+      "\"Upgrading\")",
+      dir, version, kStoreFormatVersion));
 }
 
 }  // namespace
@@ -107,32 +137,7 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   const size_t first_lane = cfs.size();
   for (int i = 0; i < kChunkLanes; ++i) cfs.push_back({keys::ChunkLane(i), LaneOptions(i)});
 
-  // A store of another format version has other column families: say which
-  // version it is instead of RocksDB's "column families not opened".
-  std::vector<std::string> existing;
-  if (rocksdb::DB::ListColumnFamilies(dbo, dir, &existing).ok()) {
-    std::set<std::string> want;
-    for (const auto& d : cfs) want.insert(d.name);
-    for (const auto& name : existing) {
-      if (!want.count(name)) {
-        std::string version = "unknown";
-        std::vector<rocksdb::ColumnFamilyDescriptor> old;
-        for (const auto& n : existing) old.push_back({n, meta});
-        std::vector<rocksdb::ColumnFamilyHandle*> old_handles;
-        rocksdb::DB* ro = nullptr;
-        if (rocksdb::DB::OpenForReadOnly(dbo, dir, old, &old_handles, &ro).ok()) {
-          std::string v;
-          if (ro->Get(rocksdb::ReadOptions(), keys::kFormatVersion, &v).ok()) version = v;
-          for (auto* h : old_handles) ro->DestroyColumnFamilyHandle(h);
-          delete ro;
-        }
-        return Status::NotSupported(fmt::format(
-            "store '{}' has format version {}; this tpde reads format version {} (see docs/operations.md, "
-            "\"Upgrading\")",
-            dir, version, kStoreFormatVersion));
-      }
-    }
-  }
+  TPDE_RETURN_IF_ERROR(RefuseOtherFormat(dbo, dir, cfs));
 
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(dbo, dir, cfs, &impl->handles, &raw);
@@ -306,17 +311,26 @@ Status Store::Impl::OpenObjectReader(uint64_t object, std::unique_ptr<FileReader
   return Status::OK();
 }
 
-Status Store::Impl::HasDependents(uint64_t object, uint64_t except, bool* has) {
+Status Store::Impl::Dependents(uint64_t object, std::vector<uint64_t>* out) {
+  out->clear();
   std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), deps_cf));
   const std::string prefix = keys::U64(object);
-  *has = false;
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    if (GetBigEndian64(it->key().ToStringView().substr(8)) != except) {
-      *has = true;
-      break;
-    }
+    out->push_back(GetBigEndian64(it->key().ToStringView().substr(8)));
   }
   return FromRocks(it->status(), "scanning references");
+}
+
+Status Store::Impl::HasDependents(uint64_t object, uint64_t except, bool* has) {
+  std::vector<uint64_t> dependents;
+  TPDE_RETURN_IF_ERROR(Dependents(object, &dependents));
+  *has = std::any_of(dependents.begin(), dependents.end(), [&](uint64_t d) { return d != except; });
+  return Status::OK();
+}
+
+bool Store::Impl::IsDetached(uint64_t object) {
+  std::string v;
+  return db->Get(rocksdb::ReadOptions(), detached_cf, keys::U64(object), &v).ok();
 }
 
 // ---- Impl: mutations --------------------------------------------------------
@@ -814,12 +828,11 @@ Status Store::Verify(VerifyReport* report) {
       });
     }
     if (!s.ok()) report->errors.push_back(fmt::format("object {}: {}", object, s.ToString()));
-    std::string v;
-    const bool detached = im.db->Get(rocksdb::ReadOptions(), im.detached_cf, keys::U64(object), &v).ok();
-    if (!named.count(object) && !detached) {
+    if (!named.count(object) && !im.IsDetached(object)) {
       report->errors.push_back(fmt::format("object {} is neither named by an inode nor detached", object));
     }
     if (reader && reader->manifest().reference != 0) {
+      std::string v;
       if (!im.db->Get(rocksdb::ReadOptions(), im.deps_cf, keys::Dep(reader->manifest().reference, object), &v).ok()) {
         report->errors.push_back(fmt::format("object {}: reference edge from {} missing", object,
                                              reader->manifest().reference));

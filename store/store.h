@@ -77,6 +77,8 @@ struct IngestResult {
   uint64_t ino = 0;
   uint64_t object = 0;
   uint64_t predecessor = 0;   // object queued to become a delta against this one; 0 = none
+  bool demotion_queued = false;  // CollectGarbage() has a demotion to do (of the predecessor, or of
+                                 // this version when a newer one committed first)
   uint64_t file_bytes = 0;
   uint64_t stored_bytes = 0;  // chunk payloads + manifest
   FileKind kind = FileKind::kText;

@@ -71,8 +71,12 @@ struct Store::Impl {
   Status GetChain(uint64_t object, std::vector<std::shared_ptr<const Manifest>>* chain,
                   const rocksdb::Snapshot* snap = nullptr);
   Status OpenObjectReader(uint64_t object, std::unique_ptr<FileReader>* reader);
+  // The objects that use `object` as reference.
+  Status Dependents(uint64_t object, std::vector<uint64_t>* out);
   // True if some object uses `object` as reference (ignoring `except`).
   Status HasDependents(uint64_t object, uint64_t except, bool* has);
+  // True if `object` is no longer named by an inode but kept as a reference.
+  bool IsDetached(uint64_t object);
   void ForgetManifest(uint64_t object);
 
   // ---- Mutations (commit_mu held) ----

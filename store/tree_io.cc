@@ -102,7 +102,7 @@ Status ImportTree(Store* store, const std::string& src_dir, uint64_t dest_dir, c
       TPDE_RETURN_IF_ERROR(store->IngestFile(dest_dir, name, path, &r).WithContext(path));
       // Demote the previous version now rather than at the end: the store
       // never holds more than one extra keyframe per file name.
-      if (r.predecessor != 0) TPDE_RETURN_IF_ERROR(store->CollectGarbage().WithContext(path));
+      if (r.demotion_queued) TPDE_RETURN_IF_ERROR(store->CollectGarbage().WithContext(path));
       if (on_file) on_file(path, r);
     } else if (on_skip) {
       on_skip(path);
