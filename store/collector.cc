@@ -44,16 +44,18 @@ Status Store::Impl::FreeObject(rocksdb::WriteBatch* b, uint64_t object) {
   return has ? Status::OK() : FreeObject(b, m->reference);
 }
 
-void Store::Impl::CompactFreed() {
+Status Store::Impl::CompactFreed() {
   std::vector<FreedRange> ranges;
   {
     std::lock_guard<std::mutex> lock(commit_mu);
     ranges.swap(freed_ranges);
   }
-  if (ranges.empty()) return;
   // One compaction per lane over the span of its freed ranges: compaction
   // drops the deleted keys, which turns their blob files into garbage that
-  // RocksDB deletes. Best effort: space, not correctness.
+  // RocksDB deletes. RocksDB releases the replaced LSM version (and with it
+  // the files) just after CompactRange returns, so disk usage falls a moment
+  // later. A lane whose compaction failed keeps its ranges for the next run.
+  Status first_error;
   for (uint8_t lane = 0; lane < kChunkLanes; ++lane) {
     std::string lo, hi;
     for (const auto& r : ranges) {
@@ -65,8 +67,15 @@ void Store::Impl::CompactFreed() {
     rocksdb::CompactRangeOptions co;
     co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
     rocksdb::Slice b(lo), e(hi);
-    db->CompactRange(co, lanes[lane], &b, &e);
+    Status s = FromRocks(db->CompactRange(co, lanes[lane], &b, &e), fmt::format("compacting chunk lane {}", lane));
+    if (s.ok()) continue;
+    if (first_error.ok()) first_error = s;
+    std::lock_guard<std::mutex> lock(commit_mu);
+    for (const auto& r : ranges) {
+      if (r.lane == lane) freed_ranges.push_back(r);
+    }
   }
+  return first_error;
 }
 
 Status Store::Impl::Rebase(uint64_t object, uint64_t old_reference, uint64_t new_reference, bool* swapped) {
@@ -276,8 +285,7 @@ Status Store::CollectGarbage() {
       TPDE_RETURN_IF_ERROR(im.Commit(&b));
     }
   }
-  im.CompactFreed();
-  return Status::OK();
+  return im.CompactFreed();
 }
 
 }  // namespace tpde

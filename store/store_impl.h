@@ -99,8 +99,9 @@ struct Store::Impl {
   };
   std::vector<FreedRange> freed_ranges;  // guarded by commit_mu
   void DropGeneration(rocksdb::WriteBatch* b, uint8_t lane, uint64_t object, uint32_t generation);
-  // Compacts the freed ranges so their blob files are released. Best effort.
-  void CompactFreed();
+  // Compacts the freed ranges so their blob files are released. On an error
+  // the ranges of the failed lane stay queued for the next call.
+  Status CompactFreed();
 
   // Re-encodes `object` against `new_reference` (0: keyframe) under a new
   // generation on the background pool and commits the swap (which also
