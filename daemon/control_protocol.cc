@@ -110,15 +110,18 @@ int Connect(const std::string& path) {
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    const int err = errno;
     ::close(fd);
+    errno = err;  // callers tell "no daemon" from "not allowed to reach it"
     return -1;
   }
   return fd;
 }
 }  // namespace
 
-bool DaemonListening(const std::string& socket_path) {
+bool DaemonListening(const std::string& socket_path, bool* permission_denied) {
   int fd = Connect(socket_path);
+  if (permission_denied) *permission_denied = fd < 0 && (errno == EACCES || errno == EPERM);
   if (fd < 0) return false;
   ::close(fd);
   return true;
@@ -126,6 +129,9 @@ bool DaemonListening(const std::string& socket_path) {
 
 Status ControlCall(const std::string& socket_path, const Json& request, Json* response) {
   int fd = Connect(socket_path);
+  if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+    return Status::IOError(fmt::format("permission denied on the control socket '{}'", socket_path));
+  }
   if (fd < 0) return Status::IOError(fmt::format("no daemon on '{}': {}", socket_path, std::strerror(errno)));
   std::string line = request.dump() + "\n";
   size_t sent = 0;

@@ -31,7 +31,8 @@ std::string ControlSocketPath(const std::string& store_dir);
 // the daemon's error (ok: false) comes back as an IOError with its message.
 Status ControlCall(const std::string& socket_path, const nlohmann::json& request, nlohmann::json* response);
 
-// True if a daemon answers on `socket_path`.
-bool DaemonListening(const std::string& socket_path);
+// True if a daemon answers on `socket_path`. When it does not because the
+// socket's permissions keep the caller out, *permission_denied is set.
+bool DaemonListening(const std::string& socket_path, bool* permission_denied = nullptr);
 
 }  // namespace tpde

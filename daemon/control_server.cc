@@ -46,6 +46,9 @@ void ControlServer::Stop() {
     char c = 1;
     (void)!::write(stop_pipe_[1], &c, 1);
     thread_.join();
+    fs_->StopWaiters();  // a waiting flush answers "stopping"
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_cv_.wait(lock, [&] { return active_ == 0; });
   }
   for (int* fd : {&listen_fd_, &stop_pipe_[0], &stop_pipe_[1]}) {
     if (*fd >= 0) ::close(*fd);
@@ -65,24 +68,38 @@ void ControlServer::Loop() {
     if (fds[1].revents) return;
     int conn = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (conn < 0) continue;
-    std::string line;
-    char buf[4096];
-    while (line.find('\n') == std::string::npos && line.size() < (1 << 20)) {
-      ssize_t n = ::read(conn, buf, sizeof(buf));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      line.append(buf, static_cast<size_t>(n));
+    // Each request on its own thread: a flush that waits for ingests does
+    // not hold up stats, verify or another flush.
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++active_;
     }
-    const std::string reply = Handle(line) + "\n";
-    size_t sent = 0;
-    while (sent < reply.size()) {
-      ssize_t n = ::write(conn, reply.data() + sent, reply.size() - sent);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      sent += static_cast<size_t>(n);
-    }
-    ::close(conn);
+    std::thread([this, conn] {
+      Serve(conn);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--active_ == 0) idle_cv_.notify_all();
+    }).detach();
   }
+}
+
+void ControlServer::Serve(int conn) {
+  std::string line;
+  char buf[4096];
+  while (line.find('\n') == std::string::npos && line.size() < (1 << 20)) {
+    ssize_t n = ::read(conn, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    line.append(buf, static_cast<size_t>(n));
+  }
+  const std::string reply = Handle(line) + "\n";
+  size_t sent = 0;
+  while (sent < reply.size()) {
+    ssize_t n = ::send(conn, reply.data() + sent, reply.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  ::close(conn);
 }
 
 std::string ControlServer::Handle(const std::string& request_line) {

@@ -1,8 +1,11 @@
 // ControlServer: answers tpdectl on the control socket (see
-// daemon/control_protocol.h) from one thread, one request at a time.
+// daemon/control_protocol.h): one thread accepts, each request is served on
+// a thread of its own (a flush may wait minutes for ingests).
 #pragma once
 
 #include <string>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "codec/status.h"
@@ -22,6 +25,7 @@ class ControlServer {
 
  private:
   void Loop();
+  void Serve(int conn);
   std::string Handle(const std::string& request_line);
 
   Store* store_;
@@ -30,6 +34,9 @@ class ControlServer {
   int listen_fd_ = -1;
   int stop_pipe_[2] = {-1, -1};
   std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable idle_cv_;
+  int active_ = 0;  // requests being served; guarded by mu_
 };
 
 }  // namespace tpde

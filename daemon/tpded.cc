@@ -45,6 +45,7 @@ struct Options {
   int chain_depth = 8;
   int zstd_level = 3;
   bool allow_other = false;
+  bool nonempty = false;
   bool foreground = false;
   bool debug_fuse = false;
   uint64_t writeback_buffer_mb = 0;  // 0: min(1 GiB, 5% of memory)
@@ -159,7 +160,41 @@ int Fail(Detacher* d, const Options& o, const std::string& msg) {
 
 }  // namespace
 
+namespace {
+
+std::string EscapeMountOption(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// Why `mount` cannot be mounted on ("" if it can): not a directory, already
+// a mount point (a live or dead tpded, or anything else), or not empty.
+std::string CheckMountPoint(const std::string& mount, bool nonempty) {
+  struct stat st {}, up {};
+  if (::stat(mount.c_str(), &st) != 0) {
+    if (errno == ENOTCONN) return fmt::format("'{}' is the mount point of a daemon that died: umount -l it first", mount);
+    return fmt::format("mount point '{}': {}", mount, std::strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode)) return fmt::format("mount point '{}' is not a directory", mount);
+  const std::string parent = (std::filesystem::path(mount) / "..").string();
+  if (::stat(parent.c_str(), &up) == 0 && (up.st_dev != st.st_dev || up.st_ino == st.st_ino)) {
+    return fmt::format("'{}' is already a mount point (another tpded?): unmount it first", mount);
+  }
+  std::error_code ec;
+  if (!nonempty && std::filesystem::directory_iterator(mount, ec) != std::filesystem::directory_iterator()) {
+    return fmt::format("mount point '{}' is not empty: its files would be hidden (--nonempty to mount anyway)", mount);
+  }
+  return "";
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  ::umask(077);  // the store, spool and log hold other users' files: owner-only
   // Chunk buffers and payloads are 1 MiB: keep them on the heap for reuse
   // rather than mapping and unmapping (and page-faulting) each one.
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
@@ -184,6 +219,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 62))
       ->capture_default_str();
   app.add_option("--zstd-level", o.zstd_level, "zstd level of every stream")->check(CLI::Range(1, 22))->capture_default_str();
+  app.add_flag("--nonempty", o.nonempty, "mount over a directory that has files (they are hidden while mounted)");
   app.add_flag("--allow-other", o.allow_other, "let users other than the mounting one access the mount");
   app.add_flag("-f,--foreground", o.foreground, "stay in the foreground");
   app.add_option("--writeback-buffer-mb", o.writeback_buffer_mb,
@@ -202,9 +238,7 @@ int main(int argc, char** argv) {
   Detacher detacher;
   if (!o.foreground && !sd_notify(0, "STATUS=starting")) detacher.Detach();  // not under systemd: detach
 
-  if (!std::filesystem::is_directory(o.mount, ec)) {
-    return Fail(&detacher, o, fmt::format("mount point '{}' is not a directory", o.mount));
-  }
+  if (std::string why = CheckMountPoint(o.mount, o.nonempty); !why.empty()) return Fail(&detacher, o, why);
   tpde::StoreOptions so;
   so.max_chain_depth = o.chain_depth;
   so.encode.zstd_level = o.zstd_level;
@@ -228,8 +262,10 @@ int main(int argc, char** argv) {
   s = control.Start(o.control_socket);
   if (!s.ok()) return Fail(&detacher, o, s.ToString());
 
-  std::string mount_opts = fmt::format("fsname=tpde:{},subtype=tpde,default_permissions,max_read={}", o.store,
-                                       tpde::kMaxRequestBytes);
+  // The store path goes into an option list: its commas and backslashes are
+  // escaped (libfuse's fuse_opt unescapes them), so a path cannot add options.
+  std::string mount_opts = fmt::format("fsname=tpde:{},subtype=tpde,default_permissions,max_read={}",
+                                       EscapeMountOption(o.store), tpde::kMaxRequestBytes);
   if (o.allow_other) mount_opts += ",allow_other";
   std::vector<std::string> arg_strings = {"tpded", "-o", mount_opts};
   if (o.debug_fuse) arg_strings.push_back("-d");
@@ -244,6 +280,12 @@ int main(int argc, char** argv) {
     fuse_session_destroy(se);
     return Fail(&detacher, o, fmt::format("cannot mount on '{}' (is /dev/fuse available, are you root?)", o.mount));
   }
+  // Pages of a version that was discarded (a write failed) leave the kernel's
+  // cache, so reads agree with what is committed.
+  fs->SetCacheInvalidator([se](const tpde::Filesystem::Invalidation& i) {
+    fuse_lowlevel_notify_inval_inode(se, i.ino, 0, 0);
+    if (!i.name.empty()) fuse_lowlevel_notify_inval_entry(se, i.parent, i.name.c_str(), i.name.size());
+  });
   if (!MarkIoFlusher()) {
     fmt::print(stderr, "tpded: note: not an I/O flusher ({}); write-back budget kept small\n", std::strerror(errno));
   }

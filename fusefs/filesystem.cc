@@ -36,24 +36,64 @@ int ToErrno(const Status& s) {
   return EIO;
 }
 
+// NAME_MAX: longer names are refused as POSIX file systems refuse them.
+constexpr size_t kNameMax = 255;
+
 void Log(const std::string& line) { fmt::print(stderr, "tpded: {}\n", line); }
 
 timespec ToTimespec(int64_t ns) { return {ns / 1000000000, ns % 1000000000}; }
 
 }  // namespace
 
-// A file whose current content is in the spool.
+// The spool state of one file: its content versions, newest first, are
+//   draft   being written by open handles (lost if the daemon dies);
+//   sealed  the newest complete version (closed or fsynced) not yet
+//           committed, immutable; an older *durable* one may be kept beside
+//           it until the newer one is durable or committed;
+//   the committed object in the store.
+// Readers see the newest that exists. Transitions, all under Filesystem::mu_:
+//   open for writing    draft: empty (O_TRUNC), or sharing the sealed file
+//                       until its first write copies it, or materialised
+//                       from the committed object;
+//   write               the draft is dirty; a failed write marks it failed;
+//   fsync               a dirty draft is sealed and made durable, and the
+//                       draft shares it again;
+//   last writer closes  a dirty draft is sealed and queued for ingest; a
+//                       clean draft is dropped; a failed one is discarded and
+//                       the file reverts to its last complete version;
+//   ingest commits      sealed versions up to the committed one are deleted;
+//                       the state goes when nothing is left and no handle is
+//                       open.
 struct Filesystem::SpoolState {
-  int fd = -1;
-  uint32_t writers = 0;     // open handles with write access
-  uint32_t handles = 0;     // open handles reading or writing the spool
-  uint64_t version = 1;     // bumped by every change
-  uint64_t committed = 0;   // version last committed to the store
-  int64_t mtime_ns = 0;
+  // Draft: the same file as `sealed` until its first change copies it.
+  SpoolFile draft;
+  bool draft_new_file = false;  // the draft of a file created by it (N.new)
+  bool dirty = false;           // the draft differs from the version below it
+  bool failed = false;          // a write into the draft failed: never sealed
+  uint32_t writes_in_flight = 0;
+  // Sealed.
+  SpoolFile sealed;
+  uint64_t sealed_seq = 0;
+  bool sealed_durable = false;
+  bool sealed_committed = false;  // ingested; kept only for open handles
+  int64_t sealed_mtime_ns = 0;
+  std::optional<uint64_t> durable_seq;  // an older durable version kept on disk
+  uint64_t next_seq = 1;
+  // Ingest.
   bool queued = false;
-  bool ingesting = false;
+  std::optional<uint64_t> ingesting_seq;
+  bool ingest_failed = false;  // retried after the next change or at the next start
+  uint64_t committed_seq = 0;  // the newest version committed
+  // Handles and attributes.
+  uint32_t writers = 0;  // open handles with write access
+  uint32_t handles = 0;  // open handles reading or writing the spool
   bool unlinked = false;
-  bool failed = false;      // the last ingest failed: keep the spool copy, retry after the next change
+  int64_t mtime_ns = 0;  // of the newest version
+
+  bool shares_sealed() const { return draft && draft == sealed; }
+  const SpoolFile& newest() const { return draft ? draft : sealed; }
+  bool has_uncommitted() const { return (draft && dirty) || (sealed && !sealed_committed); }
+  bool ingest_due() const { return sealed && !sealed_committed && !ingest_failed && !unlinked; }
 };
 
 struct Filesystem::Handle {
@@ -93,6 +133,7 @@ Filesystem::~Filesystem() {
     stopping_ = true;
   }
   ingest_cv_.notify_all();
+  idle_cv_.notify_all();
   gc_cv_.notify_all();
   {
     std::lock_guard<std::mutex> lock(ra_mu_);
@@ -102,37 +143,59 @@ Filesystem::~Filesystem() {
   for (auto& t : ingest_workers_) t.join();
   for (auto& t : ra_workers_) t.join();
   if (gc_thread_.joinable()) gc_thread_.join();
-  for (auto& [ino, st] : spooled_) {
-    if (st->fd >= 0) ::close(st->fd);
+  // Sealed versions not yet committed stay in the spool for the next start,
+  // made durable so that a reboot in between keeps them too.
+  bool clean = true;
+  for (auto& [ino, sp] : spooled_) {
+    if (sp->sealed && !sp->sealed_committed && !sp->sealed_durable) {
+      Status s = spool_.MakeDurable(ino, sp->sealed_seq, sp->sealed->get());
+      if (!s.ok()) {
+        Log(s.ToString());
+        clean = false;
+      }
+    }
+  }
+  spooled_.clear();
+  if (clean) {
+    Status s = spool_.MarkCleanStop();
+    if (!s.ok()) Log(s.ToString());
   }
 }
 
 Status Filesystem::Recover() {
-  std::vector<Spool::Entry> entries;
-  TPDE_RETURN_IF_ERROR(spool_.List(&entries));
-  for (const auto& e : entries) {
+  Spool::RecoveryReport report;
+  TPDE_RETURN_IF_ERROR(spool_.Recover(&report));
+  for (const auto& line : report.log) Log("recovery: " + line);
+  for (uint64_t ino : report.unfinished_new) {
+    // Created and never closed or fsynced: it never had a complete version.
     Inode n;
-    Status s = store_->GetInode(e.ino, &n);
-    if (!e.keep || !s.ok() || n.type != InodeType::kFile) {
-      // Open for writing and never synced when the daemon stopped (or the
-      // file is gone): discard. A file created but never committed goes too.
-      if (s.ok() && n.type == InodeType::kFile && n.object == 0 && !e.keep) {
-        Status r = store_->RemoveFileInode(e.ino);
-        if (!r.ok()) Log(fmt::format("recovery: removing unfinished inode {}: {}", e.ino, r.ToString()));
-      }
-      TPDE_RETURN_IF_ERROR(spool_.Remove(e.ino));
-      Log(fmt::format("recovery: discarded spool of inode {} (open for writing, never closed or fsynced)", e.ino));
+    if (store_->GetInode(ino, &n).ok() && n.type == InodeType::kFile && n.object == 0) {
+      Status r = store_->RemoveFileInode(ino);
+      if (!r.ok()) Log(fmt::format("recovery: removing unfinished inode {}: {}", ino, r.ToString()));
+      Log(fmt::format("recovery: removed inode {}: created, never closed or fsynced", ino));
+    }
+  }
+  for (const auto& v : report.versions) {
+    Inode n;
+    Status s = store_->GetInode(v.ino, &n);
+    if (!s.ok() || n.type != InodeType::kFile) {  // removed meanwhile
+      TPDE_RETURN_IF_ERROR(spool_.RemoveSealed(v.ino, v.seq));
       continue;
     }
-    auto st = std::make_unique<SpoolState>();
-    TPDE_RETURN_IF_ERROR(spool_.OpenData(e.ino, false, &st->fd));
+    auto sp = std::make_unique<SpoolState>();
+    int fd = -1;
+    TPDE_RETURN_IF_ERROR(spool_.OpenSealed(v.ino, v.seq, &fd));
+    sp->sealed = std::make_shared<SpoolFd>(fd);
     struct stat sb {};
-    ::fstat(st->fd, &sb);
-    st->mtime_ns = int64_t{sb.st_mtim.tv_sec} * 1000000000 + sb.st_mtim.tv_nsec;
+    ::fstat(fd, &sb);
+    sp->sealed_seq = v.seq;
+    sp->sealed_durable = v.synced;
+    sp->next_seq = v.seq + 1;
+    sp->mtime_ns = sp->sealed_mtime_ns = int64_t{sb.st_mtim.tv_sec} * 1000000000 + sb.st_mtim.tv_nsec;
     std::lock_guard<std::mutex> lock(mu_);
-    spooled_[e.ino] = std::move(st);
-    Enqueue(e.ino, /*delay=*/false);
-    Log(fmt::format("recovery: inode {} queued for ingest", e.ino));
+    spooled_[v.ino] = std::move(sp);
+    Enqueue(v.ino, /*delay=*/false);
+    Log(fmt::format("recovery: inode {} queued for ingest", v.ino));
   }
   return Status::OK();
 }
@@ -168,9 +231,9 @@ void Filesystem::StatFromInode(const Inode& n, struct stat* st) {
 
 void Filesystem::OverlaySpool(uint64_t ino, struct stat* st) {
   auto it = spooled_.find(ino);
-  if (it == spooled_.end()) return;
+  if (it == spooled_.end() || !it->second->newest()) return;
   struct stat sb {};
-  if (::fstat(it->second->fd, &sb) == 0) {
+  if (::fstat(it->second->newest()->get(), &sb) == 0) {
     st->st_size = sb.st_size;
     st->st_blocks = static_cast<blkcnt_t>((sb.st_size + 511) / 512);
   }
@@ -179,6 +242,7 @@ void Filesystem::OverlaySpool(uint64_t ino, struct stat* st) {
 }
 
 int Filesystem::Lookup(uint64_t parent, const std::string& name, struct stat* st) {
+  if (name.size() > kNameMax) return ENAMETOOLONG;
   Inode n;
   Status s = store_->Lookup(parent, name, &n);
   if (!s.ok()) return ToErrno(s);
@@ -226,19 +290,13 @@ int Filesystem::SetAttr(uint64_t ino, uint64_t fh, const SetAttrRequest& req, st
   if (req.size) {
     std::lock_guard<std::mutex> lock(mu_);
     SpoolState* sp = nullptr;
-    auto it = spooled_.find(ino);
-    if (it != spooled_.end()) {
-      sp = it->second.get();
-    } else if (int err = Materialize(ino, *req.size == 0, &sp); err != 0) {
-      return err;
-    }
-    if (::ftruncate(sp->fd, static_cast<off_t>(*req.size)) != 0) return errno;
-    ++sp->version;
+    if (int err = OpenDraft(ino, *req.size == 0, /*new_file=*/false, &sp); err != 0) return err;
+    if (int err = MakeDraftPrivate(ino, sp); err != 0) return err;
+    if (::ftruncate(sp->draft->get(), static_cast<off_t>(*req.size)) != 0) return errno;
+    sp->dirty = true;
     sp->mtime_ns = req.mtime_ns.value_or(NowNs());
-    if (sp->writers == 0) {  // truncate(2) without an open writer: commit it
-      Status k = spool_.MarkKeep(ino, sp->fd, false);
-      if (!k.ok()) return EIO;
-      Enqueue(ino);
+    if (sp->writers == 0) {  // truncate(2) without an open writer: a complete version
+      if (int err = CloseDraft(ino, sp); err != 0) return err;
     }
   }
   Store::AttrChanges changes;
@@ -266,7 +324,11 @@ int Filesystem::SetAttr(uint64_t ino, uint64_t fh, const SetAttrRequest& req, st
   }
   StatFromInode(n, st);
   if (req.mtime_ns) {
-    if (auto it = spooled_.find(ino); it != spooled_.end()) it->second->mtime_ns = *req.mtime_ns;
+    if (auto it = spooled_.find(ino); it != spooled_.end()) {
+      SpoolState* sp = it->second.get();
+      sp->mtime_ns = *req.mtime_ns;
+      if (!sp->draft) sp->sealed_mtime_ns = *req.mtime_ns;  // utimens after close: the version to ingest
+    }
   }
   OverlaySpool(ino, st);
   return 0;
@@ -276,6 +338,7 @@ int Filesystem::SetAttr(uint64_t ino, uint64_t fh, const SetAttrRequest& req, st
 
 int Filesystem::Mkdir(uint64_t parent, const std::string& name, uint32_t mode, uint32_t uid, uint32_t gid,
                       struct stat* st) {
+  if (name.size() > kNameMax) return ENAMETOOLONG;
   Inode n;
   Status s = store_->MakeDirectory(parent, name, mode, uid, gid, &n);
   if (!s.ok()) return ToErrno(s);
@@ -284,6 +347,7 @@ int Filesystem::Mkdir(uint64_t parent, const std::string& name, uint32_t mode, u
 }
 
 int Filesystem::Rmdir(uint64_t parent, const std::string& name) {
+  if (name.size() > kNameMax) return ENAMETOOLONG;
   Inode n;
   Status s = store_->Lookup(parent, name, &n);
   if (!s.ok()) return ToErrno(s);
@@ -296,6 +360,7 @@ int Filesystem::Rmdir(uint64_t parent, const std::string& name) {
 }
 
 int Filesystem::Unlink(uint64_t parent, const std::string& name) {
+  if (name.size() > kNameMax) return ENAMETOOLONG;
   Inode n;
   Status s = store_->Lookup(parent, name, &n);
   if (!s.ok()) return ToErrno(s);
@@ -313,6 +378,7 @@ int Filesystem::Unlink(uint64_t parent, const std::string& name) {
 
 int Filesystem::Rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
                        unsigned flags) {
+  if (name.size() > kNameMax || new_name.size() > kNameMax) return ENAMETOOLONG;
   Inode src, dst;
   Status s = store_->Lookup(parent, name, &src);
   if (!s.ok()) return ToErrno(s);
@@ -342,6 +408,7 @@ int Filesystem::Rename(uint64_t parent, const std::string& name, uint64_t new_pa
 
 int Filesystem::Symlink(const std::string& target, uint64_t parent, const std::string& name, uint32_t uid,
                         uint32_t gid, struct stat* st) {
+  if (name.size() > kNameMax) return ENAMETOOLONG;
   Inode n;
   Status s = store_->Symlink(parent, name, target, uid, gid, &n);
   if (!s.ok()) return ToErrno(s);
@@ -400,24 +467,52 @@ int Filesystem::StatFs(struct statvfs* sv) {
 
 // ---- Open files -------------------------------------------------------------
 
-int Filesystem::Materialize(uint64_t ino, bool truncate, SpoolState** state) {
+int Filesystem::OpenDraft(uint64_t ino, bool truncate, bool new_file, SpoolState** state) {
+  auto [it, inserted] = spooled_.try_emplace(ino);
+  if (inserted) it->second = std::make_unique<SpoolState>();
+  SpoolState* sp = it->second.get();
+  *state = sp;
+  auto fail = [&](int err) {
+    if (inserted) spooled_.erase(it);
+    return err;
+  };
+  if (sp->draft) {
+    if (!truncate) return 0;
+    if (int err = MakeDraftPrivate(ino, sp); err != 0) return err;
+    if (::ftruncate(sp->draft->get(), 0) != 0) return errno;
+    sp->dirty = true;
+    return 0;
+  }
+  sp->dirty = truncate || new_file;
+  sp->failed = false;
+  if (sp->sealed && !truncate) {  // copied on its first change
+    sp->draft = sp->sealed;
+    return 0;
+  }
+  int fd = -1;
+  Status s = spool_.CreateDraft(ino, new_file, &fd);
+  if (!s.ok()) {
+    Log(s.ToString());
+    return fail(EIO);
+  }
+  sp->draft = std::make_shared<SpoolFd>(fd);
+  sp->draft_new_file = new_file;
+  if (truncate || new_file || sp->sealed) return 0;
+
+  // The committed content, materialised.
   Inode n;
-  Status s = store_->GetInode(ino, &n);
-  if (!s.ok()) return ToErrno(s);
-  if (n.type != InodeType::kFile) return EISDIR;
-  auto st = std::make_unique<SpoolState>();
-  s = spool_.OpenData(ino, true, &st->fd);
-  if (!s.ok()) return EIO;
-  st->mtime_ns = n.mtime_ns;
-  if (!truncate && n.object != 0) {
+  s = store_->GetInode(ino, &n);
+  if (s.ok() && n.type != InodeType::kFile) s = Status::InvalidArgument("not a file");
+  if (s.ok()) sp->mtime_ns = n.mtime_ns;
+  int write_errno = 0;
+  if (s.ok() && n.object != 0) {
     std::unique_ptr<FileReader> reader;
     s = store_->OpenReader(ino, &reader);
     uint64_t offset = 0;
-    int write_errno = 0;
     if (s.ok()) {
       s = reader->DecodeAll(64ull << 20, [&](const uint8_t* data, size_t len) -> Status {
         while (len > 0) {
-          ssize_t w = ::pwrite(st->fd, data, len, static_cast<off_t>(offset));
+          ssize_t w = ::pwrite(fd, data, len, static_cast<off_t>(offset));
           if (w < 0 && errno == EINTR) continue;
           if (w < 0) {
             write_errno = errno;
@@ -430,21 +525,98 @@ int Filesystem::Materialize(uint64_t ino, bool truncate, SpoolState** state) {
         return Status::OK();
       });
     }
-    if (!s.ok()) {
-      ::close(st->fd);
-      spool_.Remove(ino);
-      Log(fmt::format("materialising inode {}: {}", ino, s.ToString()));
-      return write_errno != 0 ? write_errno : EIO;
+  }
+  if (!s.ok()) {
+    sp->draft.reset();
+    spool_.RemoveDraft(ino, false);
+    Log(fmt::format("materialising inode {}: {}", ino, s.ToString()));
+    return fail(s.IsInvalidArgument() ? EISDIR : write_errno != 0 ? write_errno : ToErrno(s));
+  }
+  return 0;
+}
+
+int Filesystem::MakeDraftPrivate(uint64_t ino, SpoolState* sp) {
+  if (!sp->shares_sealed()) return 0;
+  int fd = -1;
+  Status s = spool_.CopyToDraft(ino, sp->sealed->get(), &fd);
+  if (!s.ok()) {
+    Log(s.ToString());
+    return EIO;
+  }
+  sp->draft = std::make_shared<SpoolFd>(fd);
+  sp->draft_new_file = false;
+  return 0;
+}
+
+int Filesystem::SealDraft(uint64_t ino, SpoolState* sp) {
+  const uint64_t seq = sp->next_seq++;
+  Status s = spool_.SealDraft(ino, sp->draft_new_file, seq);
+  if (!s.ok()) {
+    Log(s.ToString());
+    return EIO;
+  }
+  // The version it replaces goes, unless it is the only durable one.
+  if (sp->sealed) {
+    if (sp->sealed_durable && !sp->sealed_committed) {
+      if (sp->durable_seq) RemoveVersion(ino, sp, *sp->durable_seq);
+      sp->durable_seq = sp->sealed_seq;
+    } else {
+      RemoveVersion(ino, sp, sp->sealed_seq);
     }
   }
-  st->committed = truncate ? 0 : st->version;  // an untouched copy needs no ingest
-  *state = st.get();
-  spooled_[ino] = std::move(st);
+  sp->sealed = sp->draft;  // the draft shares it until its next change
+  sp->sealed_seq = seq;
+  sp->sealed_durable = false;
+  sp->sealed_committed = false;
+  sp->sealed_mtime_ns = sp->mtime_ns;
+  sp->draft_new_file = false;
+  sp->dirty = false;
+  sp->ingest_failed = false;
   return 0;
+}
+
+int Filesystem::CloseDraft(uint64_t ino, SpoolState* sp) {
+  int err = 0;
+  if (sp->failed) {
+    // A write failed (ENOSPC, EIO): this version is incomplete and is never
+    // committed. The file reverts to its last complete version.
+    if (!sp->shares_sealed()) spool_.RemoveDraft(ino, sp->draft_new_file);
+    if (sp->draft_new_file && !sp->sealed) {
+      // Created by this version: it never had a complete one, so it is
+      // absent rather than empty.
+      Status r = store_->RemoveFileInode(ino);
+      if (!r.ok() && !r.IsNotFound()) Log(fmt::format("inode {}: removing: {}", ino, r.ToString()));
+      sp->unlinked = true;
+      Log(fmt::format("inode {}: a write failed; the new file is removed", ino));
+    } else {
+      Log(fmt::format("inode {}: a write failed; the file keeps its last complete version", ino));
+    }
+    sp->mtime_ns = sp->sealed_mtime_ns;
+    ++generations_[ino];
+    Inode n;
+    if (invalidate_ && store_->GetInode(ino, &n).ok()) pending_invalidations_.push_back({ino, n.parent, store_->NameOf(n)});
+    err = EIO;
+  } else if (sp->dirty) {
+    err = SealDraft(ino, sp);
+  } else if (!sp->shares_sealed()) {
+    spool_.RemoveDraft(ino, sp->draft_new_file);  // unchanged copy
+  }
+  sp->draft.reset();
+  sp->dirty = sp->failed = false;
+  if (sp->ingest_due()) Enqueue(ino);  // sealed now, or by an fsync before
+  return err;
+}
+
+void Filesystem::RemoveVersion(uint64_t ino, SpoolState* sp, uint64_t seq) {
+  if (sp->ingesting_seq == seq) return;  // the ingest worker removes it when done
+  if (sp->durable_seq == seq) sp->durable_seq.reset();
+  Status s = spool_.RemoveSealed(ino, seq);
+  if (!s.ok()) Log(s.ToString());
 }
 
 int Filesystem::Create(uint64_t parent, const std::string& name, uint32_t mode, int flags, uint32_t uid,
                        uint32_t gid, struct stat* st, uint64_t* fh) {
+  if (name.size() > kNameMax) return ENAMETOOLONG;
   Inode n;
   Status s = store_->CreateFile(parent, name, mode, uid, gid, &n);
   if (s.IsAlreadyExists()) {
@@ -458,9 +630,9 @@ int Filesystem::Create(uint64_t parent, const std::string& name, uint32_t mode, 
   if (!s.ok()) return ToErrno(s);
   std::lock_guard<std::mutex> lock(mu_);
   SpoolState* sp = nullptr;
-  if (int err = Materialize(n.ino, true, &sp); err != 0) return err;
-  sp->writers = 1;
-  sp->handles = 1;
+  if (int err = OpenDraft(n.ino, true, /*new_file=*/true, &sp); err != 0) return err;
+  sp->writers++;
+  sp->handles++;
   sp->mtime_ns = n.mtime_ns;
   auto h = std::make_unique<Handle>();
   h->ino = n.ino;
@@ -487,22 +659,15 @@ int Filesystem::Open(uint64_t ino, int flags, uint64_t* fh, bool* keep_cache) {
 
   std::unique_lock<std::mutex> lock(mu_);
   auto it = spooled_.find(ino);
-  if (it != spooled_.end() || write) {
+  if (write) {
     SpoolState* sp = nullptr;
-    if (it != spooled_.end()) {
-      sp = it->second.get();
-      if (truncate) {
-        if (::ftruncate(sp->fd, 0) != 0) return errno;
-        ++sp->version;
-        sp->mtime_ns = NowNs();
-      }
-    } else if (int err = Materialize(ino, truncate, &sp); err != 0) {
-      return err;
-    } else if (truncate) {
-      sp->mtime_ns = NowNs();
-    }
+    if (int err = OpenDraft(ino, truncate, /*new_file=*/false, &sp); err != 0) return err;
+    if (truncate) sp->mtime_ns = NowNs();
     sp->handles++;
-    if (write) sp->writers++;
+    sp->writers++;
+    h->spooled = true;
+  } else if (it != spooled_.end()) {
+    it->second->handles++;
     h->spooled = true;
   } else {
     lock.unlock();
@@ -527,13 +692,24 @@ int Filesystem::Read(uint64_t fh, uint64_t offset, size_t size, char* out, size_
   Handle* h = reinterpret_cast<Handle*>(fh);
   *read_bytes = 0;
   if (!h->spooled) return ReadCommitted(h, offset, size, out, read_bytes);
-  int fd;
+  SpoolFile file;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    fd = spooled_.at(h->ino)->fd;
+    file = spooled_.at(h->ino)->newest();
+  }
+  if (!file) {  // a failed rewrite was dropped: the committed version is the newest
+    std::unique_ptr<FileReader> reader;
+    Status s = store_->OpenReader(h->ino, &reader);
+    if (s.IsNotFound()) return 0;
+    if (!s.ok()) return ToErrno(s);
+    if (reader->manifest().file_bytes == 0) return 0;
+    Handle committed;
+    committed.ino = h->ino;
+    committed.reader = std::move(reader);
+    return ReadCommitted(&committed, offset, size, out, read_bytes);
   }
   while (*read_bytes < size) {
-    ssize_t n = ::pread(fd, out + *read_bytes, size - *read_bytes, static_cast<off_t>(offset + *read_bytes));
+    ssize_t n = ::pread(file->get(), out + *read_bytes, size - *read_bytes, static_cast<off_t>(offset + *read_bytes));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno;
     if (n == 0) break;
@@ -617,21 +793,28 @@ void Filesystem::ReadaheadLoop() {
   }
 }
 
-int Filesystem::BeginWrite(uint64_t fh, int* fd) {
+int Filesystem::BeginWrite(uint64_t fh, SpoolFile* file) {
   Handle* h = reinterpret_cast<Handle*>(fh);
   if (!h->write) return EBADF;
   std::lock_guard<std::mutex> lock(mu_);
-  *fd = spooled_.at(h->ino)->fd;  // stays open while this handle is
+  SpoolState* sp = spooled_.at(h->ino).get();
+  if (int err = MakeDraftPrivate(h->ino, sp); err != 0) return err;
+  sp->writes_in_flight++;
+  *file = sp->draft;
   return 0;
 }
 
-void Filesystem::EndWrite(uint64_t fh) {
+void Filesystem::EndWrite(uint64_t fh, bool ok) {
   Handle* h = reinterpret_cast<Handle*>(fh);
   std::lock_guard<std::mutex> lock(mu_);
   SpoolState* sp = spooled_.at(h->ino).get();
-  ++sp->version;
-  sp->failed = false;
-  sp->mtime_ns = NowNs();
+  if (ok) {
+    sp->dirty = true;
+    sp->mtime_ns = NowNs();
+  } else {
+    sp->failed = true;
+  }
+  if (--sp->writes_in_flight == 0) writes_cv_.notify_all();
 }
 
 int Filesystem::Fsync(uint64_t fh) {
@@ -639,31 +822,92 @@ int Filesystem::Fsync(uint64_t fh) {
   // The file's name and attributes become durable with it.
   if (!store_->SyncLog().ok()) return EIO;
   if (!h->spooled) return 0;  // committed content is durable
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   SpoolState* sp = spooled_.at(h->ino).get();
-  return spool_.MarkKeep(h->ino, sp->fd, /*sync=*/true).ok() ? 0 : EIO;
+  writes_cv_.wait(lock, [&] { return sp->writes_in_flight == 0; });
+  if (sp->draft && sp->failed) return EIO;  // what was written is not complete
+  if (sp->draft && sp->dirty) {
+    // The draft as it is now becomes a complete version; later writes go
+    // to a copy of it.
+    if (int err = SealDraft(h->ino, sp); err != 0) return err;
+  }
+  if (!sp->sealed || sp->sealed_committed || sp->sealed_durable) return 0;
+  const SpoolFile file = sp->sealed;
+  const uint64_t seq = sp->sealed_seq;
+  lock.unlock();
+  Status s = spool_.MakeDurable(h->ino, seq, file->get());  // no lock held while the disk syncs
+  lock.lock();
+  if (!s.ok()) {
+    Log(s.ToString());
+    return EIO;
+  }
+  if (sp->sealed_seq == seq) {
+    sp->sealed_durable = true;
+    if (sp->durable_seq) RemoveVersion(h->ino, sp, *sp->durable_seq);
+  }
+  return 0;
+}
+
+int Filesystem::Flush(uint64_t fh) {
+  Handle* h = reinterpret_cast<Handle*>(fh);
+  if (!h->write) return 0;
+  std::unique_lock<std::mutex> lock(mu_);
+  SpoolState* sp = spooled_.at(h->ino).get();
+  writes_cv_.wait(lock, [&] { return sp->writes_in_flight == 0; });
+  if (sp->draft && sp->failed) return EIO;  // close(2) reports it; Release discards the version
+  if (sp->writers > 1 || !sp->draft || !sp->dirty) return 0;
+  // The last writer's close(2): from here the version is complete, whatever
+  // happens to the daemon before the kernel releases the handle.
+  if (int err = SealDraft(h->ino, sp); err != 0) return err;
+  Enqueue(h->ino);
+  return 0;
 }
 
 int Filesystem::FsyncDir() { return store_->SyncLog().ok() ? 0 : EIO; }
 
 int Filesystem::Release(uint64_t fh) {
   std::unique_ptr<Handle> h(reinterpret_cast<Handle*>(fh));
-  std::lock_guard<std::mutex> lock(mu_);
-  TrackClose(h->ino);
-  if (!h->spooled) return 0;
-  auto it = spooled_.find(h->ino);
-  if (it == spooled_.end()) return 0;
-  SpoolState* sp = it->second.get();
-  sp->handles--;
-  if (h->write && --sp->writers == 0 && !sp->unlinked && sp->version != sp->committed) {
-    // Closed: the content is final for now. Keep it across a restart and
-    // queue it for ingest.
-    Status s = spool_.MarkKeep(h->ino, sp->fd, /*sync=*/false);
-    if (!s.ok()) Log(s.ToString());
-    Enqueue(h->ino);
+  int err = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    TrackClose(h->ino);
+    if (!h->spooled) return 0;
+    auto it = spooled_.find(h->ino);
+    if (it == spooled_.end()) return 0;
+    SpoolState* sp = it->second.get();
+    sp->handles--;
+    if (h->write && --sp->writers == 0 && sp->draft) {
+      if (sp->unlinked) {
+        if (!sp->shares_sealed()) spool_.RemoveDraft(h->ino, sp->draft_new_file);
+        sp->draft.reset();
+      } else {
+        err = CloseDraft(h->ino, sp);
+      }
+    }
+    MaybeDropSpool(h->ino);
   }
-  MaybeDropSpool(h->ino);
-  return 0;
+  FlushInvalidations();
+  return err;
+}
+
+void Filesystem::FlushInvalidations() {
+  std::vector<Invalidation> pending;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending.swap(pending_invalidations_);
+  }
+  for (const auto& i : pending) invalidate_(i);
+}
+
+void Filesystem::SetCacheInvalidator(std::function<void(const Invalidation&)> invalidate) {
+  std::lock_guard<std::mutex> lock(mu_);
+  invalidate_ = std::move(invalidate);
+}
+
+uint64_t Filesystem::Generation(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = generations_.find(ino);
+  return it == generations_.end() ? 0 : it->second;
 }
 
 void Filesystem::Enqueue(uint64_t ino, bool delay) {
@@ -679,13 +923,12 @@ void Filesystem::MaybeDropSpool(uint64_t ino) {
   auto it = spooled_.find(ino);
   if (it == spooled_.end()) return;
   SpoolState* sp = it->second.get();
-  // An unlinked file's spool goes as soon as nobody has it open (a queued
-  // ingest finds it gone); a committed one once its ingest is done.
-  const bool done = sp->unlinked || (sp->version == sp->committed && sp->writers == 0 && !sp->failed && !sp->queued);
-  if (!done || sp->handles > 0 || sp->ingesting) return;
-  ::close(sp->fd);
-  Status s = spool_.Remove(ino);
-  if (!s.ok()) Log(s.ToString());
+  if (sp->handles > 0 || sp->ingesting_seq || sp->queued) return;
+  if (!sp->unlinked && (sp->draft || (sp->sealed && !sp->sealed_committed))) return;
+  // Unlinked, or everything committed: nothing in the spool is needed.
+  if (sp->sealed) RemoveVersion(ino, sp, sp->sealed_seq);
+  if (sp->durable_seq) RemoveVersion(ino, sp, *sp->durable_seq);
+  if (sp->draft && !sp->shares_sealed()) spool_.RemoveDraft(ino, sp->draft_new_file);
   spooled_.erase(it);
   idle_cv_.notify_all();
 }
@@ -708,42 +951,53 @@ void Filesystem::IngestLoop() {
     }
     SpoolState* sp = it->second.get();
     sp->queued = false;
-    if (sp->unlinked || sp->writers > 0 || sp->version == sp->committed || sp->failed) {
+    // One ingest per file at a time, in version order: the worker ingesting
+    // this file queues it again when it is done if a newer version waits.
+    if (sp->ingesting_seq || !sp->ingest_due()) {
       MaybeDropSpool(ino);
       idle_cv_.notify_all();
       continue;
     }
-    sp->ingesting = true;
-    const uint64_t version = sp->version;
-    const int64_t mtime = sp->mtime_ns;
+    const uint64_t seq = sp->sealed_seq;
+    const int64_t mtime = sp->sealed_mtime_ns;
+    sp->ingesting_seq = seq;
     lock.unlock();
 
     IngestResult r;
-    Status s = store_->IngestInode(ino, spool_.DataPath(ino), mtime, &r);
+    Status s = store_->IngestInode(ino, spool_.SealedPath(ino, seq), mtime, &r);
 
     lock.lock();
     sp = spooled_.at(ino).get();
-    sp->ingesting = false;
+    sp->ingesting_seq.reset();
     if (s.ok()) {
       ++ingests_done_;
-      sp->committed = version;
+      sp->committed_seq = std::max(sp->committed_seq, seq);
       if (r.demotion_queued) {  // a keyframe waits to become a delta
         gc_needed_ = true;
         gc_cv_.notify_all();
       }
-      if (sp->mtime_ns != mtime) {  // utimens after close (rsync -a, cp -p) raced with the ingest
-        Store::AttrChanges fix;
-        fix.mtime_ns = sp->mtime_ns;
-        Status ms = store_->SetAttributes(ino, fix);
-        if (!ms.ok()) Log(fmt::format("inode {}: restoring mtime: {}", ino, ms.ToString()));
+      // Committed versions are durable: older spool copies are not needed.
+      if (sp->durable_seq && *sp->durable_seq <= seq) RemoveVersion(ino, sp, *sp->durable_seq);
+      if (sp->sealed && sp->sealed_seq == seq) {
+        sp->sealed_committed = true;
+        if (sp->mtime_ns != mtime && !sp->draft) {  // utimens after close (rsync -a, cp -p) raced with the ingest
+          Store::AttrChanges fix;
+          fix.mtime_ns = sp->mtime_ns;
+          Status ms = store_->SetAttributes(ino, fix);
+          if (!ms.ok()) Log(fmt::format("inode {}: restoring mtime: {}", ino, ms.ToString()));
+        }
+      } else {
+        RemoveVersion(ino, sp, seq);  // superseded while it was ingested
       }
     } else if (s.IsNotFound()) {
       sp->unlinked = true;  // removed while we ingested
+      RemoveVersion(ino, sp, seq);
     } else {
       ++ingest_errors_;
-      sp->failed = true;  // kept in the spool; retried after the next change or at the next start
+      if (sp->sealed_seq == seq) sp->ingest_failed = true;  // retried after the next change or at the next start
       Log(fmt::format("ingest of inode {} failed, kept in the spool: {}", ino, s.ToString()));
     }
+    if (sp->sealed && sp->sealed_seq != seq && sp->ingest_due()) Enqueue(ino, /*delay=*/false);
     MaybeDropSpool(ino);
     idle_cv_.notify_all();
   }
@@ -775,18 +1029,40 @@ void Filesystem::GcLoop() {
 
 Status Filesystem::FlushAll() {
   std::unique_lock<std::mutex> lock(mu_);
+  // What is complete now: versions closed or fsynced before this call. Files
+  // closed later are not waited for, so a busy writer cannot hold it forever.
+  std::vector<std::pair<uint64_t, uint64_t>> waiting;  // inode, sealed version
+  for (const auto& [ino, sp] : spooled_) {
+    if (!sp->sealed || sp->sealed_committed || sp->unlinked) continue;
+    waiting.emplace_back(ino, sp->sealed_seq);
+    if (!sp->queued && !sp->ingesting_seq && sp->ingest_due()) Enqueue(ino, /*delay=*/false);
+  }
+  uint64_t failed = 0;
   idle_cv_.wait(lock, [&] {
-    if (!ingest_queue_.empty()) return false;
-    for (const auto& [ino, sp] : spooled_) {
-      if (sp->ingesting ||
-          (sp->writers == 0 && !sp->unlinked && !sp->failed && sp->version != sp->committed)) {
-        return false;
+    if (stopping_ || stop_waiters_) return true;
+    failed = 0;
+    for (const auto& [ino, seq] : waiting) {
+      auto it = spooled_.find(ino);
+      if (it == spooled_.end()) continue;  // committed (or removed) and dropped
+      const SpoolState& sp = *it->second;
+      if (sp.unlinked || sp.committed_seq >= seq) continue;
+      if (sp.ingest_failed && !sp.ingesting_seq && !sp.queued) {
+        ++failed;
+        continue;
       }
+      return false;
     }
     return true;
   });
-  return ingest_errors_ == 0 ? Status::OK()
-                             : Status::IOError(fmt::format("{} ingests failed; see the daemon log", ingest_errors_));
+  if (stopping_ || stop_waiters_) return Status::IOError("the daemon is stopping");
+  return failed == 0 ? Status::OK()
+                     : Status::IOError(fmt::format("{} files failed to ingest; see the daemon log", failed));
+}
+
+void Filesystem::StopWaiters() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stop_waiters_ = true;
+  idle_cv_.notify_all();
 }
 
 Filesystem::Counters Filesystem::counters() {
@@ -830,10 +1106,10 @@ int Filesystem::GetXattr(uint64_t ino, const std::string& name, std::string* val
   if (name == "user.tpde.state") {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = spooled_.find(ino);
-    if (it == spooled_.end() || it->second->version == it->second->committed) {
+    if (it == spooled_.end() || !it->second->has_uncommitted()) {
       *value = "committed";
     } else {
-      *value = it->second->ingesting ? "ingesting" : "spooled";
+      *value = it->second->ingesting_seq ? "ingesting" : "spooled";
     }
     return 0;
   }

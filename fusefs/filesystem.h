@@ -21,6 +21,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -91,21 +92,48 @@ class Filesystem {
              struct stat* st, uint64_t* fh);
   int Open(uint64_t ino, int flags, uint64_t* fh, bool* keep_cache);
   int Read(uint64_t fh, uint64_t offset, size_t size, char* out, size_t* read_bytes);
-  // Writes go to the spool descriptor (any offset, concurrently; valid
-  // until Release); EndWrite records the change once bytes have landed.
-  int BeginWrite(uint64_t fh, int* fd);
-  void EndWrite(uint64_t fh);
+  // Writes go to the spool file BeginWrite returns (any offset,
+  // concurrently; hold `file` until EndWrite); EndWrite records whether the
+  // bytes landed. A failed write makes the version being written incomplete:
+  // it is never committed, and after its last writer closes, the file is its
+  // last complete version again.
+  int BeginWrite(uint64_t fh, SpoolFile* file);
+  void EndWrite(uint64_t fh, bool ok);
+  // Makes the file's current content a complete, durable version (it
+  // survives a crash and a power loss); EIO if a write into it failed.
   int Fsync(uint64_t fh);
   int FsyncDir();
+  // close(2) of a descriptor: the last writer's makes what it wrote a
+  // complete version, queued for ingest. EIO if a write into it failed.
+  int Flush(uint64_t fh);
+  // Closing the last writer makes what it wrote a complete version, queued
+  // for ingest. EIO if a write had failed (the version was discarded).
   int Release(uint64_t fh);
 
   // ---- Extended attributes (user.tpde.*, read-only) ----
   int GetXattr(uint64_t ino, const std::string& name, std::string* value);
   int ListXattr(uint64_t ino, std::vector<std::string>* names);
 
+  // The kernel's cached pages and size of a file whose version was
+  // discarded are wrong, and with the writeback cache the kernel trusts its
+  // own size: the file gets a new inode generation (the kernel then drops
+  // its inode at the next lookup) and `invalidate` is called, outside any
+  // lock, with its inode and name, to drop the cached name and pages.
+  struct Invalidation {
+    uint64_t ino, parent;
+    std::string name;
+  };
+  void SetCacheInvalidator(std::function<void(const Invalidation&)> invalidate);
+  // The generation of `ino` to report in FUSE entries.
+  uint64_t Generation(uint64_t ino);
+
   // ---- Control ----
-  // Waits until every file closed so far is committed (tpdectl flush).
+  // Waits until every version closed or fsynced before the call is committed
+  // (tpdectl flush); versions closed later are not waited for. IOError if
+  // one failed to ingest, or if StopWaiters was called.
   Status FlushAll();
+  // Wakes every FlushAll with an error (the daemon is stopping).
+  void StopWaiters();
   struct Counters {
     uint64_t spooled_files = 0;
     uint64_t ingests_done = 0;
@@ -123,8 +151,18 @@ class Filesystem {
   void StatFromInode(const Inode& n, struct stat* st);
   // Overlays the spool's size and mtime (mu_ held).
   void OverlaySpool(uint64_t ino, struct stat* st);
-  // Creates the spool copy of a file (mu_ held).
-  int Materialize(uint64_t ino, bool truncate, SpoolState** state);
+  // Spool transitions (SpoolState in filesystem.cc; mu_ held). OpenDraft
+  // gives the file a draft to write (creating its state if needed), empty if
+  // `truncate`; MakeDraftPrivate copies a draft that shares the sealed file;
+  // SealDraft makes the draft the newest complete version; CloseDraft ends
+  // the draft when its last writer goes; RemoveVersion deletes a sealed
+  // version's files unless an ingest is reading them.
+  int OpenDraft(uint64_t ino, bool truncate, bool new_file, SpoolState** state);
+  int MakeDraftPrivate(uint64_t ino, SpoolState* sp);
+  int SealDraft(uint64_t ino, SpoolState* sp);
+  int CloseDraft(uint64_t ino, SpoolState* sp);
+  void RemoveVersion(uint64_t ino, SpoolState* sp, uint64_t seq);
+  void FlushInvalidations();
   void Enqueue(uint64_t ino, bool delay = true);  // mu_ held
   void MaybeDropSpool(uint64_t ino);  // mu_ held
   void IngestLoop();
@@ -142,6 +180,10 @@ class Filesystem {
   std::mutex mu_;
   std::condition_variable ingest_cv_;  // work for ingest workers
   std::condition_variable idle_cv_;    // an ingest finished
+  std::condition_variable writes_cv_;  // a file's writes in flight reached 0
+  std::function<void(const Invalidation&)> invalidate_;
+  std::vector<Invalidation> pending_invalidations_;
+  std::unordered_map<uint64_t, uint64_t> generations_;  // inodes whose kernel inode was dropped
   std::unordered_map<uint64_t, std::unique_ptr<SpoolState>> spooled_;
   // Inodes with open handles: their attributes outlive an unlink until the
   // last close (the kernel asks for them, without a handle, at close).
@@ -158,6 +200,7 @@ class Filesystem {
   };
   std::deque<QueuedIngest> ingest_queue_;
   bool stopping_ = false;
+  bool stop_waiters_ = false;
   uint64_t ingests_done_ = 0, ingest_errors_ = 0;
   std::vector<std::thread> ingest_workers_;
 

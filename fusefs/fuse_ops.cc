@@ -20,6 +20,7 @@ Filesystem* Fs(fuse_req_t req) { return static_cast<Filesystem*>(fuse_req_userda
 void ReplyEntry(fuse_req_t req, const struct stat& st) {
   fuse_entry_param e{};
   e.ino = st.st_ino;
+  e.generation = Fs(req)->Generation(st.st_ino);
   e.attr = st;
   e.attr_timeout = kAttrTimeoutSeconds;
   e.entry_timeout = kAttrTimeoutSeconds;
@@ -148,6 +149,7 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fu
   fi->fh = fh;
   fuse_entry_param e{};
   e.ino = st.st_ino;
+  e.generation = Fs(req)->Generation(st.st_ino);
   e.attr = st;
   e.attr_timeout = kAttrTimeoutSeconds;
   e.entry_timeout = kAttrTimeoutSeconds;
@@ -180,17 +182,17 @@ void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi
 // Moves the request's data from /dev/fuse into the spool file with splice
 // where the kernel allows it (no copy through user space).
 void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
-  int fd = -1;
-  if (int err = Fs(req)->BeginWrite(fi->fh, &fd); err != 0) {
+  SpoolFile file;
+  if (int err = Fs(req)->BeginWrite(fi->fh, &file); err != 0) {
     fuse_reply_err(req, err);
     return;
   }
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  out.buf[0].fd = fd;
+  out.buf[0].fd = file->get();
   out.buf[0].pos = off;
   const ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_MOVE);
-  Fs(req)->EndWrite(fi->fh);
+  Fs(req)->EndWrite(fi->fh, n >= 0);
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
   } else {
@@ -198,7 +200,7 @@ void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_
   }
 }
 
-void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) { fuse_reply_err(req, Fs(req)->Flush(fi->fh)); }
 
 void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) { fuse_reply_err(req, Fs(req)->Release(fi->fh)); }
 
@@ -226,6 +228,7 @@ void ReplyDir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool p
     if (plus) {
       fuse_entry_param p{};
       p.ino = e.st.st_ino;
+      p.generation = Fs(req)->Generation(e.st.st_ino);
       p.attr = e.st;
       p.attr_timeout = kAttrTimeoutSeconds;
       p.entry_timeout = kAttrTimeoutSeconds;

@@ -787,6 +787,20 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
 }
 
 Status Store::Verify(VerifyReport* report) {
+  // The collector waits meanwhile. Ingests and deletions go on, so a pass can
+  // see an inode and then find its object replaced: an error is reported only
+  // if a second pass finds it too (damage persists, races do not).
+  std::lock_guard<std::mutex> gc_lock(impl_->gc_mu);
+  TPDE_RETURN_IF_ERROR(VerifyPass(report));
+  if (report->errors.empty()) return Status::OK();
+  VerifyReport again;
+  TPDE_RETURN_IF_ERROR(VerifyPass(&again));
+  std::set<std::string> persistent(again.errors.begin(), again.errors.end());
+  std::erase_if(report->errors, [&](const std::string& e) { return !persistent.count(e); });
+  return Status::OK();
+}
+
+Status Store::VerifyPass(VerifyReport* report) {
   *report = VerifyReport();
   Impl& im = *impl_;
   std::set<uint64_t> named;  // objects named by an inode

@@ -200,6 +200,8 @@ class Store {
   Status GetFileStats(uint64_t ino, FileStats* out);
   // Removes a file by inode (from the directory its inode names as parent).
   Status RemoveFileInode(uint64_t ino);
+  // The name of `n` in its directory n.parent ("" if it has none).
+  std::string NameOf(const Inode& n);
   // Decodes every object (live and detached) and checks every checksum and
   // the reference graph.
   Status Verify(VerifyReport* report);
@@ -212,11 +214,11 @@ class Store {
  private:
   explicit Store(std::unique_ptr<Impl> impl);
   Status FillFileStats(const Inode& n, FileStats* f);
+  Status VerifyPass(VerifyReport* report);
   // Adds `node` (type, mode, owner, payload fields set) as `name` in `parent`:
   // assigns its inode number, parent and times, and commits it with the
   // dirent and the parent's new mtime.
   Status AddEntry(uint64_t parent, std::string_view name, Inode node, Inode* out);
-  std::string NameOf(const Inode& n);  // name of n in n.parent ("" if none)
   std::unique_ptr<Impl> impl_;
 };
 

@@ -17,6 +17,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -68,13 +70,38 @@ uint64_t TreeBytes(const fs::path& p) {
 
 std::string g_socket;  // control socket of the store's daemon
 
-bool DaemonRunning() { return tpde::DaemonListening(g_socket); }
+bool DaemonRunning() {
+  bool denied = false;
+  if (tpde::DaemonListening(g_socket, &denied)) return true;
+  if (denied) {
+    Die(Status::IOError(fmt::format("permission denied on the control socket '{}': a daemon may serve this "
+                                    "store; run tpdectl as its owner (or root)", g_socket)));
+  }
+  return false;
+}
+
+// Files closed while a daemon ran, not yet ingested when it stopped: they
+// are in the spool, not the store, and an offline view would miss them.
+void RefuseWithSpooledFiles(const std::string& dir) {
+  std::error_code ec;
+  size_t pending = 0;
+  const fs::path spool = fs::path(dir) / "spool";
+  for (const auto& e : fs::directory_iterator(spool, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.ends_with(".sealed") || name.ends_with(".keep")) ++pending;
+  }
+  if (pending > 0) {
+    Die(Status::Busy(fmt::format("{} closed files in '{}' are not ingested yet: start tpded to ingest them",
+                                 pending, spool.string())));
+  }
+}
 
 // Opens the store directly; refuses while a daemon serves it.
 std::unique_ptr<tpde::Store> OpenStore(const std::string& dir, bool create, const tpde::StoreOptions& base) {
   if (DaemonRunning()) {
     Die(Status::Busy(fmt::format("store '{}' is served by tpded; use its mount point, or stop the daemon first", dir)));
   }
+  RefuseWithSpooledFiles(dir);
   tpde::StoreOptions o = base;
   o.create_if_missing = create;
   std::unique_ptr<tpde::Store> store;
@@ -262,6 +289,7 @@ int CmdVerify(const std::string& store_dir, const tpde::StoreOptions& opt) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ::umask(077);  // a store holds other users' files: created owner-only
   CLI::App app{"tpdectl: administer a tpde checkpoint store"};
   app.require_subcommand(1);
   std::string store_dir;

@@ -1,6 +1,7 @@
 """Malformed safetensors are stored as bytes; a full spool disk gives ENOSPC."""
 import errno
 import os
+import time
 import shutil
 import subprocess
 import tempfile
@@ -49,21 +50,33 @@ class FullSpoolTest(harness.MountTestCase):
         subprocess.run(["umount", "-l", self.spool], check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def test_full_spool_gives_enospc_and_committed_files_stay_readable(self):
-        keep = os.urandom(2 << 20)
-        with open(os.path.join(self.mnt, "keep.bin"), "wb") as f:
-            f.write(keep)
-        self.d.flush()
+    def fill_spool(self, name):
         with self.assertRaises(OSError) as e:
-            with open(os.path.join(self.mnt, "big.bin"), "wb") as f:
+            with open(os.path.join(self.mnt, name), "wb") as f:
                 for _ in range(16):
                     f.write(os.urandom(1 << 20))
                     f.flush()
         self.assertIn(e.exception.errno, (errno.ENOSPC, errno.EIO))
-        os.unlink(os.path.join(self.mnt, "big.bin"))
-        self.d.flush()  # an ingest of the partial file may hold its spool copy until it ends
-        with open(os.path.join(self.mnt, "keep.bin"), "rb") as f:
-            self.assertTrue(f.read() == keep)
+
+    def test_full_spool_gives_enospc_and_no_partial_version(self):
+        keep = os.urandom(2 << 20)
+        old = os.urandom(1 << 20)
+        for name, data in (("keep.bin", keep), ("old.bin", old)):
+            with open(os.path.join(self.mnt, name), "wb") as f:
+                f.write(data)
+        self.d.flush()
+        self.fill_spool("big.bin")  # a new file: it never had a complete version
+        self.fill_spool("old.bin")  # a rewrite: the file keeps its last complete version
+        time.sleep(1.1)  # the kernel's cached name entries expire
+        for restarted in (False, True):
+            self.assertFalse(os.path.exists(os.path.join(self.mnt, "big.bin")), "restarted=%s" % restarted)
+            with open(os.path.join(self.mnt, "old.bin"), "rb") as f:
+                got = f.read()
+                self.assertTrue(got == old, "restarted=%s len %d vs %d, prefix same %s" % (restarted, len(got), len(old), got[:4096] == old[:4096]))
+            with open(os.path.join(self.mnt, "keep.bin"), "rb") as f:
+                self.assertTrue(f.read() == keep)
+            self.d.stop()
+            self.d.start()
         # Space is back: writing works again.
         with open(os.path.join(self.mnt, "after.bin"), "wb") as f:
             f.write(b"after")
