@@ -13,6 +13,7 @@ const char* CodeName(Status::Code code) {
     case Status::Code::kBusy: return "busy";
     case Status::Code::kAlreadyExists: return "already exists";
     case Status::Code::kNotSupported: return "not supported";
+    case Status::Code::kNoSpace: return "no space";
   }
   return "unknown";
 }

@@ -24,6 +24,7 @@ class Status {
     kBusy,            // the store is locked by another process
     kAlreadyExists,   // the target of a create already exists
     kNotSupported,    // a valid request tpde does not handle
+    kNoSpace,         // a disk is full (ENOSPC); retried once space is freed
   };
 
   Status() = default;
@@ -43,7 +44,10 @@ class Status {
     return Status(Code::kNotSupported, msg);
   }
 
+  static Status NoSpace(std::string_view msg) { return Status(Code::kNoSpace, msg); }
+
   bool ok() const { return code_ == Code::kOk; }
+  bool IsNoSpace() const { return code_ == Code::kNoSpace; }
   bool IsNotFound() const { return code_ == Code::kNotFound; }
   bool IsCorruption() const { return code_ == Code::kCorruption; }
   bool IsInvalidArgument() const { return code_ == Code::kInvalidArgument; }

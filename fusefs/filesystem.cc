@@ -30,6 +30,7 @@ int ToErrno(const Status& s) {
     case Status::Code::kInvalidArgument: return EINVAL;
     case Status::Code::kBusy: return EBUSY;
     case Status::Code::kNotSupported: return ENOTSUP;
+    case Status::Code::kNoSpace: return ENOSPC;
     case Status::Code::kCorruption:
     case Status::Code::kIOError: return EIO;
   }
@@ -69,7 +70,7 @@ struct Filesystem::SpoolState {
   SpoolFile draft;
   bool draft_new_file = false;  // the draft of a file created by it (N.new)
   bool dirty = false;           // the draft differs from the version below it
-  bool failed = false;          // a write into the draft failed: never sealed
+  int failed = 0;               // errno of a failed write into the draft: never sealed
   uint32_t writes_in_flight = 0;
   // Sealed.
   SpoolFile sealed;
@@ -83,6 +84,7 @@ struct Filesystem::SpoolState {
   bool queued = false;
   std::optional<uint64_t> ingesting_seq;
   bool ingest_failed = false;  // retried after the next change or at the next start
+  bool ingest_failed_no_space = false;  // ... or once the store's disk has room again
   uint64_t committed_seq = 0;  // the newest version committed
   // Handles and attributes.
   uint32_t writers = 0;  // open handles with write access
@@ -248,6 +250,7 @@ int Filesystem::Lookup(uint64_t parent, const std::string& name, struct stat* st
   if (!s.ok()) return ToErrno(s);
   StatFromInode(n, st);
   std::lock_guard<std::mutex> lock(mu_);
+  if (doomed_.count(n.ino)) return ENOENT;
   OverlaySpool(n.ino, st);
   return 0;
 }
@@ -443,7 +446,7 @@ int Filesystem::ReadDir(uint64_t ino, std::vector<DirListEntry>* entries) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& c : children) {
     Inode n;
-    if (!store_->GetInode(c.ino, &n).ok()) continue;  // removed meanwhile
+    if (!store_->GetInode(c.ino, &n).ok() || doomed_.count(c.ino)) continue;  // removed (or being removed)
     DirListEntry e{c.name, {}};
     StatFromInode(n, &e.st);
     OverlaySpool(n.ino, &e.st);
@@ -484,7 +487,7 @@ int Filesystem::OpenDraft(uint64_t ino, bool truncate, bool new_file, SpoolState
     return 0;
   }
   sp->dirty = truncate || new_file;
-  sp->failed = false;
+  sp->failed = 0;
   if (sp->sealed && !truncate) {  // copied on its first change
     sp->draft = sp->sealed;
     return 0;
@@ -493,7 +496,7 @@ int Filesystem::OpenDraft(uint64_t ino, bool truncate, bool new_file, SpoolState
   Status s = spool_.CreateDraft(ino, new_file, &fd);
   if (!s.ok()) {
     Log(s.ToString());
-    return fail(EIO);
+    return fail(ToErrno(s));
   }
   sp->draft = std::make_shared<SpoolFd>(fd);
   sp->draft_new_file = new_file;
@@ -541,7 +544,7 @@ int Filesystem::MakeDraftPrivate(uint64_t ino, SpoolState* sp) {
   Status s = spool_.CopyToDraft(ino, sp->sealed->get(), &fd);
   if (!s.ok()) {
     Log(s.ToString());
-    return EIO;
+    return ToErrno(s);
   }
   sp->draft = std::make_shared<SpoolFd>(fd);
   sp->draft_new_file = false;
@@ -553,7 +556,7 @@ int Filesystem::SealDraft(uint64_t ino, SpoolState* sp) {
   Status s = spool_.SealDraft(ino, sp->draft_new_file, seq);
   if (!s.ok()) {
     Log(s.ToString());
-    return EIO;
+    return ToErrno(s);
   }
   // The version it replaces goes, unless it is the only durable one.
   if (sp->sealed) {
@@ -580,29 +583,38 @@ int Filesystem::CloseDraft(uint64_t ino, SpoolState* sp) {
   if (sp->failed) {
     // A write failed (ENOSPC, EIO): this version is incomplete and is never
     // committed. The file reverts to its last complete version.
-    if (!sp->shares_sealed()) spool_.RemoveDraft(ino, sp->draft_new_file);
+    Inode n;
+    const bool named = store_->GetInode(ino, &n).ok();
     if (sp->draft_new_file && !sp->sealed) {
       // Created by this version: it never had a complete one, so it is
-      // absent rather than empty.
+      // absent rather than empty. If the store cannot commit the removal now
+      // (its disk is full too), the file is hidden and removed later; the
+      // empty N.new left in the spool removes it at the next start otherwise.
       Status r = store_->RemoveFileInode(ino);
-      if (!r.ok() && !r.IsNotFound()) Log(fmt::format("inode {}: removing: {}", ino, r.ToString()));
+      if (r.ok() || r.IsNotFound()) {
+        spool_.RemoveDraft(ino, true);
+      } else {
+        (void)::ftruncate(sp->draft->get(), 0);
+        doomed_.insert(ino);
+      }
       sp->unlinked = true;
       Log(fmt::format("inode {}: a write failed; the new file is removed", ino));
     } else {
+      if (!sp->shares_sealed()) spool_.RemoveDraft(ino, sp->draft_new_file);
       Log(fmt::format("inode {}: a write failed; the file keeps its last complete version", ino));
     }
     sp->mtime_ns = sp->sealed_mtime_ns;
     ++generations_[ino];
-    Inode n;
-    if (invalidate_ && store_->GetInode(ino, &n).ok()) pending_invalidations_.push_back({ino, n.parent, store_->NameOf(n)});
-    err = EIO;
+    if (invalidate_ && named) pending_invalidations_.push_back({ino, n.parent, store_->NameOf(n)});
+    err = sp->failed;
   } else if (sp->dirty) {
     err = SealDraft(ino, sp);
   } else if (!sp->shares_sealed()) {
     spool_.RemoveDraft(ino, sp->draft_new_file);  // unchanged copy
   }
   sp->draft.reset();
-  sp->dirty = sp->failed = false;
+  sp->dirty = false;
+  sp->failed = 0;
   if (sp->ingest_due()) Enqueue(ino);  // sealed now, or by an fsync before
   return err;
 }
@@ -804,15 +816,15 @@ int Filesystem::BeginWrite(uint64_t fh, SpoolFile* file) {
   return 0;
 }
 
-void Filesystem::EndWrite(uint64_t fh, bool ok) {
+void Filesystem::EndWrite(uint64_t fh, int err) {
   Handle* h = reinterpret_cast<Handle*>(fh);
   std::lock_guard<std::mutex> lock(mu_);
   SpoolState* sp = spooled_.at(h->ino).get();
-  if (ok) {
+  if (err == 0) {
     sp->dirty = true;
     sp->mtime_ns = NowNs();
-  } else {
-    sp->failed = true;
+  } else if (sp->failed == 0) {
+    sp->failed = err;
   }
   if (--sp->writes_in_flight == 0) writes_cv_.notify_all();
 }
@@ -820,12 +832,12 @@ void Filesystem::EndWrite(uint64_t fh, bool ok) {
 int Filesystem::Fsync(uint64_t fh) {
   Handle* h = reinterpret_cast<Handle*>(fh);
   // The file's name and attributes become durable with it.
-  if (!store_->SyncLog().ok()) return EIO;
+  if (Status s = store_->SyncLog(); !s.ok()) return ToErrno(s);
   if (!h->spooled) return 0;  // committed content is durable
   std::unique_lock<std::mutex> lock(mu_);
   SpoolState* sp = spooled_.at(h->ino).get();
   writes_cv_.wait(lock, [&] { return sp->writes_in_flight == 0; });
-  if (sp->draft && sp->failed) return EIO;  // what was written is not complete
+  if (sp->draft && sp->failed) return sp->failed;  // what was written is not complete
   if (sp->draft && sp->dirty) {
     // The draft as it is now becomes a complete version; later writes go
     // to a copy of it.
@@ -839,7 +851,7 @@ int Filesystem::Fsync(uint64_t fh) {
   lock.lock();
   if (!s.ok()) {
     Log(s.ToString());
-    return EIO;
+    return ToErrno(s);
   }
   if (sp->sealed_seq == seq) {
     sp->sealed_durable = true;
@@ -854,7 +866,7 @@ int Filesystem::Flush(uint64_t fh) {
   std::unique_lock<std::mutex> lock(mu_);
   SpoolState* sp = spooled_.at(h->ino).get();
   writes_cv_.wait(lock, [&] { return sp->writes_in_flight == 0; });
-  if (sp->draft && sp->failed) return EIO;  // close(2) reports it; Release discards the version
+  if (sp->draft && sp->failed) return sp->failed;  // close(2) reports it; Release discards the version
   if (sp->writers > 1 || !sp->draft || !sp->dirty) return 0;
   // The last writer's close(2): from here the version is complete, whatever
   // happens to the daemon before the kernel releases the handle.
@@ -863,7 +875,7 @@ int Filesystem::Flush(uint64_t fh) {
   return 0;
 }
 
-int Filesystem::FsyncDir() { return store_->SyncLog().ok() ? 0 : EIO; }
+int Filesystem::FsyncDir() { return ToErrno(store_->SyncLog()); }
 
 int Filesystem::Release(uint64_t fh) {
   std::unique_ptr<Handle> h(reinterpret_cast<Handle*>(fh));
@@ -964,7 +976,9 @@ void Filesystem::IngestLoop() {
     lock.unlock();
 
     IngestResult r;
-    Status s = store_->IngestInode(ino, spool_.SealedPath(ino, seq), mtime, &r);
+    Status s = store_->HasRoomForIngest()
+                   ? store_->IngestInode(ino, spool_.SealedPath(ino, seq), mtime, &r)
+                   : Status::NoSpace("the store's disk is full: waiting for space to be freed");
 
     lock.lock();
     sp = spooled_.at(ino).get();
@@ -994,7 +1008,10 @@ void Filesystem::IngestLoop() {
       RemoveVersion(ino, sp, seq);
     } else {
       ++ingest_errors_;
-      if (sp->sealed_seq == seq) sp->ingest_failed = true;  // retried after the next change or at the next start
+      if (sp->sealed_seq == seq) {
+        sp->ingest_failed = true;  // retried after the next change or at the next start,
+        sp->ingest_failed_no_space = s.IsNoSpace();  // or, for a full disk, once space is back
+      }
       Log(fmt::format("ingest of inode {} failed, kept in the spool: {}", ino, s.ToString()));
     }
     if (sp->sealed && sp->sealed_seq != seq && sp->ingest_due()) Enqueue(ino, /*delay=*/false);
@@ -1014,16 +1031,43 @@ void Filesystem::GcLoop() {
   // pool, both below the priority of the threads that serve writes and reads.
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
   std::unique_lock<std::mutex> lock(mu_);
+  bool writes_stopped = false;
   while (true) {
-    gc_cv_.wait(lock, [&] { return stopping_ || gc_needed_; });
-    // Let a burst of deletions (rm -rf of a checkpoint) finish first.
-    gc_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; });
+    // Every few seconds regardless: a store stopped by a full disk resumes,
+    // and ingests that failed for lack of space are retried, once space is
+    // back (rm on the mount, or anything else freeing the disk).
+    gc_cv_.wait_for(lock, std::chrono::seconds(2), [&] { return stopping_ || gc_needed_; });
     if (stopping_) return;
+    if (gc_needed_) {
+      // Let a burst of deletions (rm -rf of a checkpoint) finish first.
+      gc_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; });
+      if (stopping_) return;
+    }
+    const bool collect = gc_needed_;
     gc_needed_ = false;
     lock.unlock();
-    Status s = store_->CollectGarbage();
-    if (!s.ok()) Log(fmt::format("garbage collection: {}", s.ToString()));
+    Status w = store_->CheckWrites();
+    if (!w.ok() && !writes_stopped) Log(fmt::format("the store takes no writes until space is freed: {}", w.ToString()));
+    if (w.ok() && writes_stopped) Log("the store takes writes again");
+    writes_stopped = !w.ok();
+    if (collect && w.ok()) {
+      Status s = store_->CollectGarbage();
+      if (!s.ok()) Log(fmt::format("garbage collection: {}", s.ToString()));
+    }
     lock.lock();
+    for (auto it = doomed_.begin(); w.ok() && it != doomed_.end();) {
+      Status r = store_->RemoveFileInode(*it);
+      if (!r.ok() && !r.IsNotFound()) break;
+      spool_.RemoveDraft(*it, true);
+      it = doomed_.erase(it);
+    }
+    if (w.ok() && store_->HasRoomForIngest()) {
+      for (auto& [ino, sp] : spooled_) {
+        if (!sp->ingest_failed_no_space) continue;
+        sp->ingest_failed = sp->ingest_failed_no_space = false;
+        Enqueue(ino, /*delay=*/false);
+      }
+    }
   }
 }
 

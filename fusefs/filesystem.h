@@ -28,6 +28,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "fusefs/chunk_cache.h"
@@ -98,16 +99,17 @@ class Filesystem {
   // it is never committed, and after its last writer closes, the file is its
   // last complete version again.
   int BeginWrite(uint64_t fh, SpoolFile* file);
-  void EndWrite(uint64_t fh, bool ok);
+  void EndWrite(uint64_t fh, int err);  // err: 0, or the write's errno
   // Makes the file's current content a complete, durable version (it
-  // survives a crash and a power loss); EIO if a write into it failed.
+  // survives a crash and a power loss); the errno of a write into it that
+  // failed (ENOSPC, EIO), if one did.
   int Fsync(uint64_t fh);
   int FsyncDir();
   // close(2) of a descriptor: the last writer's makes what it wrote a
-  // complete version, queued for ingest. EIO if a write into it failed.
+  // complete version, queued for ingest; the errno of a failed write into it.
   int Flush(uint64_t fh);
   // Closing the last writer makes what it wrote a complete version, queued
-  // for ingest. EIO if a write had failed (the version was discarded).
+  // for ingest; the errno of a failed write (the version was discarded).
   int Release(uint64_t fh);
 
   // ---- Extended attributes (user.tpde.*, read-only) ----
@@ -184,6 +186,7 @@ class Filesystem {
   std::function<void(const Invalidation&)> invalidate_;
   std::vector<Invalidation> pending_invalidations_;
   std::unordered_map<uint64_t, uint64_t> generations_;  // inodes whose kernel inode was dropped
+  std::unordered_set<uint64_t> doomed_;  // new files whose only version failed, removal not yet committed
   std::unordered_map<uint64_t, std::unique_ptr<SpoolState>> spooled_;
   // Inodes with open handles: their attributes outlive an unlink until the
   // last close (the kernel asks for them, without a handle, at close).

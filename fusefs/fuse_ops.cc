@@ -192,7 +192,7 @@ void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_
   out.buf[0].fd = file->get();
   out.buf[0].pos = off;
   const ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_MOVE);
-  Fs(req)->EndWrite(fi->fh, n >= 0);
+  Fs(req)->EndWrite(fi->fh, n < 0 ? static_cast<int>(-n) : 0);
   if (n < 0) {
     fuse_reply_err(req, static_cast<int>(-n));
   } else {

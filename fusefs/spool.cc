@@ -21,7 +21,9 @@ namespace tpde {
 namespace {
 
 Status Errno(std::string_view what, const std::string& path) {
-  return Status::IOError(fmt::format("{} '{}': {}", what, path, std::strerror(errno)));
+  const std::string msg = fmt::format("{} '{}': {}", what, path, std::strerror(errno));
+  if (errno == ENOSPC || errno == EDQUOT) return Status::NoSpace(msg);
+  return Status::IOError(msg);
 }
 
 Status SyncDir(const std::string& dir) {

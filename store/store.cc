@@ -12,6 +12,7 @@
 #include <set>
 
 #include "store/coding.h"
+#include "store/rocks_log.h"
 #include "store/store_impl.h"
 
 namespace tpde {
@@ -88,6 +89,7 @@ Status FromRocks(const rocksdb::Status& s, std::string_view context) {
   if (s.ok()) return Status::OK();
   if (s.IsNotFound()) return Status::NotFound(fmt::format("{}: {}", context, s.ToString()));
   if (s.IsCorruption()) return Status::Corruption(fmt::format("{}: {}", context, s.ToString()));
+  if (s.IsNoSpace()) return Status::NoSpace(fmt::format("{}: {}", context, s.ToString()));
   return Status::IOError(fmt::format("{}: {}", context, s.ToString()));
 }
 
@@ -121,11 +123,14 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
     return Status::NotFound(fmt::format("'{}' is not a tpde store", dir));
   }
 
+  impl->write_guard = std::make_shared<WriteGuard>(dir, options.reserve_bytes);
   rocksdb::DBOptions dbo;
+  dbo.listeners.push_back(impl->write_guard);
   dbo.create_if_missing = options.create_if_missing;
   dbo.create_missing_column_families = options.create_if_missing;
   dbo.max_background_jobs = 4;
   dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  dbo.info_log = std::make_shared<RocksLog>();  // not a LOG file on the store's (maybe full) disk
   dbo.keep_log_file_num = 4;
   dbo.db_write_buffer_size = 1ull << 30;  // all memtables together
   rocksdb::ColumnFamilyOptions meta;
@@ -157,6 +162,7 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   impl->detached_cf = impl->handles[5];
   impl->pending_cf = impl->handles[6];
   for (int i = 0; i < kChunkLanes; ++i) impl->lanes[i] = impl->handles[first_lane + i];
+  impl->write_guard->MaybeRestoreReserve();
   impl->pool = std::make_unique<ThreadPool>(options.threads, options.pool_nice);
   impl->background_pool = std::make_unique<ThreadPool>(options.threads, /*nice=*/10);
 
@@ -376,6 +382,10 @@ void Store::Impl::PutDirent(rocksdb::WriteBatch* b, uint64_t parent, std::string
 }
 
 Status Store::Impl::Commit(rocksdb::WriteBatch* b, bool sync) {
+  // After a background error RocksDB takes no writes until it resumes; on a
+  // full disk the guard's reserve makes room for this one (a deletion, most
+  // often: what frees space).
+  if (Status e = write_guard->error(); !e.ok()) TPDE_RETURN_IF_ERROR(write_guard->Resume(db.get()));
   rocksdb::WriteOptions wo;
   wo.sync = sync;
   return FromRocks(db->Write(wo, b), "commit");
@@ -635,7 +645,17 @@ Status Store::Rename(uint64_t parent, std::string_view name, uint64_t new_parent
 }
 
 Status Store::SyncLog() {
+  TPDE_RETURN_IF_ERROR(impl_->write_guard->error());  // a sync after a failed append is unsafe in RocksDB
   return FromRocks(impl_->db->SyncWAL(), "syncing the log");
+}
+
+bool Store::HasRoomForIngest() { return impl_->write_guard->HasRoom(); }
+
+Status Store::CheckWrites() {
+  Impl& im = *impl_;
+  TPDE_RETURN_IF_ERROR(im.write_guard->Resume(im.db.get()));
+  im.write_guard->MaybeRestoreReserve();
+  return Status::OK();
 }
 
 Status Store::CountInodes(uint64_t* count) {

@@ -70,6 +70,9 @@ struct StoreOptions {
   size_t threads = 0;               // encode/decode pool; 0 = all cores
   int pool_nice = 0;                // CPU priority of the ingest pool (the collector's is always lower)
   uint64_t batch_bytes = 64u << 20; // file bytes encoded per parallel batch
+  // Space kept free (a reserve file) so that deletions commit on a full disk
+  // (store/write_guard.h); at most 1/8 of the file system. 0: none.
+  uint64_t reserve_bytes = 64u << 20;
 };
 
 // What one ingest produced. The new version is always a keyframe.
@@ -168,6 +171,13 @@ class Store {
   Status SetAttributes(uint64_t ino, const AttrChanges& changes, Inode* out = nullptr);
   // Makes every earlier commit durable (fsync of a directory or a file).
   Status SyncLog();
+  // OK if the store takes writes. After a background error (a full disk,
+  // most often) asks RocksDB to resume, and restores the space reserve once
+  // there is room: call it periodically; NoSpace/IOError while it cannot.
+  Status CheckWrites();
+  // Whether new content should be ingested now (WriteGuard::HasRoom): false
+  // after the disk filled, until space is freed.
+  bool HasRoomForIngest();
   // Counts inodes (for statfs).
   Status CountInodes(uint64_t* count);
 

@@ -19,6 +19,7 @@
 #include "store/keys.h"
 #include "store/manifest.h"
 #include "store/store.h"
+#include "store/write_guard.h"
 
 namespace tpde {
 
@@ -37,6 +38,7 @@ struct Store::Impl {
   rocksdb::ColumnFamilyHandle* pending_cf = nullptr;
   ChunkLanes lanes{};  // chunk payload column families (store/manifest.h)
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  std::shared_ptr<WriteGuard> write_guard;      // background errors, full disks
   std::unique_ptr<ThreadPool> pool;             // ingest and reads
   std::unique_ptr<ThreadPool> background_pool;  // demotion, re-base: lower CPU priority
 

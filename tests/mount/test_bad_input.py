@@ -85,5 +85,72 @@ class FullSpoolTest(harness.MountTestCase):
         self.assertVerifies()
 
 
+class FullStoreDiskTest(harness.MountTestCase):
+    """Store and spool on one small disk (the default layout), filled up."""
+
+    def setUp(self):
+        harness.skip_unless_fuse()
+        self.tmp = tempfile.mkdtemp(prefix="tpde-mount-")
+        self.disk = os.path.join(self.tmp, "disk")
+        os.makedirs(self.disk)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", self.disk], check=True)
+        self.store = os.path.join(self.disk, "store")
+        self.mnt = os.path.join(self.tmp, "mnt")
+        self.d = harness.Daemon(self.store, self.mnt).start()
+
+    def tearDown(self):
+        super().tearDown()
+        subprocess.run(["umount", "-l", self.disk], check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def test_a_full_disk_gives_enospc_keeps_serving_and_recovers_by_itself(self):
+        filler = os.path.join(self.disk, "filler")  # someone else's file on the same disk
+        with open(filler, "wb") as f:
+            f.write(b"\0" * (32 << 20))
+        written, failed = {}, 0
+        for i in range(24):  # 8 MiB each, incompressible: more than the disk holds
+            data = os.urandom(8 << 20)
+            name = "f%d.bin" % i
+            try:
+                with open(os.path.join(self.mnt, name), "wb") as f:
+                    f.write(data)
+                written[name] = data
+            except OSError as e:
+                self.assertEqual(e.errno, errno.ENOSPC, name)
+                failed += 1
+        self.assertGreater(failed, 0, "the disk never filled")
+        self.assertIsNone(self.d.proc.poll(), "the daemon died on a full disk")
+        # Every file is its complete version or absent, and reads are served.
+        time.sleep(1.1)
+        names = sorted(os.listdir(self.mnt))
+        for name in names:
+            with open(os.path.join(self.mnt, name), "rb") as f:
+                self.assertTrue(f.read() == written[name], name)
+        # Space is freed: the store resumes and the waiting ingests go through
+        # by themselves, with no restart.
+        os.unlink(filler)
+        deadline = time.time() + 60
+        while True:
+            try:
+                self.d.flush()
+                break
+            except AssertionError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(1)
+        for name in names:
+            self.assertEqual(self.d.xattr(os.path.join(self.mnt, name), "state"), "committed", name)
+        for name in names[:-2]:
+            os.unlink(os.path.join(self.mnt, name))
+        with open(os.path.join(self.mnt, "after.bin"), "wb") as f:
+            f.write(b"after")
+        self.d.stop()
+        self.d.start()
+        self.assertEqual(open(os.path.join(self.mnt, "after.bin"), "rb").read(), b"after")
+        for name in names[-2:]:
+            self.assertTrue(open(os.path.join(self.mnt, name), "rb").read() == written[name], name)
+        self.assertVerifies()
+
+
 if __name__ == "__main__":
     harness.main()
