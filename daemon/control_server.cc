@@ -116,7 +116,7 @@ std::string ControlServer::Handle(const std::string& request_line) {
     if (s.ok()) reply["stats"] = StatsToJson(st);
   } else if (cmd == "verify") {
     VerifyReport r;
-    s = store_->Verify(&r);
+    s = store_->Verify(&r, [this](uint64_t ino) { return fs_->IsSpooled(ino); });
     if (s.ok()) reply["verify"] = VerifyToJson(r);
   } else if (cmd == "flush") {
     s = fs_->FlushAll();

@@ -683,7 +683,13 @@ int Filesystem::Open(uint64_t ino, int flags, uint64_t* fh, bool* keep_cache) {
     h->spooled = true;
   } else {
     lock.unlock();
-    if (h->inode.object != 0) {
+    if (h->inode.object == 0) {
+      // Created, never committed, not in the spool: its content was lost
+      // (a damaged log). Reported, never served as an empty file.
+      Log(fmt::format("open of inode {}: no content was ever committed (a damaged log?)", ino));
+      return EIO;
+    }
+    {
       std::unique_ptr<FileReader> reader;
       s = store_->OpenReader(ino, &reader);
       if (!s.ok()) {
@@ -1101,6 +1107,12 @@ Status Filesystem::FlushAll() {
   if (stopping_ || stop_waiters_) return Status::IOError("the daemon is stopping");
   return failed == 0 ? Status::OK()
                      : Status::IOError(fmt::format("{} files failed to ingest; see the daemon log", failed));
+}
+
+bool Filesystem::IsSpooled(uint64_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = spooled_.find(ino);
+  return it != spooled_.end() && (it->second->draft || it->second->sealed);
 }
 
 void Filesystem::StopWaiters() {

@@ -136,6 +136,9 @@ class Filesystem {
   Status FlushAll();
   // Wakes every FlushAll with an error (the daemon is stopping).
   void StopWaiters();
+  // Whether the spool holds content of `ino` (being written or not yet
+  // committed).
+  bool IsSpooled(uint64_t ino);
   struct Counters {
     uint64_t spooled_files = 0;
     uint64_t ingests_done = 0;

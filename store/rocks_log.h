@@ -3,7 +3,7 @@
 //
 // The LOG file lives on the store's disk; when that disk fills, RocksDB's
 // file logger fails an append and asserts on the next one, taking the
-// process down. stderr never shares that fate. Warnings and errors only.
+// process down. stderr never shares that fate. Lines below `level` are dropped.
 // Thread-safety: RocksDB calls it from any thread; each line is one write.
 #pragma once
 
@@ -15,7 +15,7 @@ namespace tpde {
 
 class RocksLog : public rocksdb::Logger {
  public:
-  RocksLog() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  explicit RocksLog(rocksdb::InfoLogLevel level) : rocksdb::Logger(level) {}
   using rocksdb::Logger::Logv;
   void Logv(const char* format, va_list ap) override;
 };

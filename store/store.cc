@@ -54,6 +54,18 @@ rocksdb::ColumnFamilyOptions LaneOptions(int lane) {
   return o;
 }
 
+// Metadata column families first, then the chunk lanes.
+std::vector<rocksdb::ColumnFamilyDescriptor> ColumnFamilies() {
+  rocksdb::ColumnFamilyOptions meta;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, meta}, {keys::kInodes, meta},  {keys::kDirents, meta},
+      {keys::kObjects, meta},                    {keys::kDeps, meta},    {keys::kDetached, meta},
+      {keys::kPending, meta},
+  };
+  for (int i = 0; i < kChunkLanes; ++i) cfs.push_back({keys::ChunkLane(i), LaneOptions(i)});
+  return cfs;
+}
+
 // A store of another format version has other column families: RocksDB
 // would refuse it with "column families not opened". Read its version
 // (read-only, changing nothing) and say which it is.
@@ -95,6 +107,13 @@ Status FromRocks(const rocksdb::Status& s, std::string_view context) {
 
 Store::Impl::~Impl() {
   if (db) {
+    // Everything into table files: a clean store is whole without its WAL,
+    // which also lets Repair rebuild it should its MANIFEST be lost.
+    if (write_guard == nullptr || write_guard->error().ok()) {
+      std::vector<rocksdb::ColumnFamilyHandle*> all(handles.begin(), handles.end());
+      rocksdb::FlushOptions fo;
+      (void)db->Flush(fo, all);
+    }
     for (auto* h : handles) {
       if (h != nullptr && h != db->DefaultColumnFamily()) db->DestroyColumnFamilyHandle(h);
     }
@@ -106,6 +125,28 @@ Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 ThreadPool* Store::pool() { return impl_->pool.get(); }
 const StoreOptions& Store::options() const { return impl_->options; }
+
+Status Store::Repair(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec) &&
+      !std::filesystem::exists(std::filesystem::path(dir) / "IDENTITY", ec)) {
+    return Status::NotFound(fmt::format("'{}' is not a tpde store", dir));
+  }
+  rocksdb::DBOptions dbo;
+  dbo.info_log = std::make_shared<RocksLog>(rocksdb::InfoLogLevel::WARN_LEVEL);
+  rocksdb::ColumnFamilyOptions unknown;  // a column family of another version, kept as it is
+  const auto cfs = ColumnFamilies();
+  TPDE_RETURN_IF_ERROR(FromRocks(rocksdb::RepairDB(dir, dbo, cfs, unknown), fmt::format("repairing '{}'", dir)));
+  // Column families with no table file left are created again, empty.
+  dbo.create_missing_column_families = true;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  TPDE_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(dbo, dir, cfs, &handles, &raw), "opening the repaired store"));
+  for (auto* h : handles) raw->DestroyColumnFamilyHandle(h);
+  rocksdb::Status s = raw->Close();
+  delete raw;
+  return FromRocks(s, "closing the repaired store");
+}
 
 Status Store::Open(const std::string& dir, const StoreOptions& options, std::unique_ptr<Store>* store) {
   if (options.max_chain_depth < 0 || options.max_chain_depth > 62) {
@@ -129,18 +170,17 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   dbo.create_if_missing = options.create_if_missing;
   dbo.create_missing_column_families = options.create_if_missing;
   dbo.max_background_jobs = 4;
-  dbo.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
-  dbo.info_log = std::make_shared<RocksLog>();  // not a LOG file on the store's (maybe full) disk
+  dbo.info_log_level =
+      options.rocksdb_warnings ? rocksdb::InfoLogLevel::WARN_LEVEL : rocksdb::InfoLogLevel::FATAL_LEVEL;
+  dbo.info_log = std::make_shared<RocksLog>(dbo.info_log_level);  // not a LOG file on the (maybe full) store disk
   dbo.keep_log_file_num = 4;
+  // A damaged log tail is dropped, leaving a consistent prefix of commits
+  // (not every record that happens to parse). A file whose content commit
+  // was in the lost tail names no object: Verify and reads report it.
+  dbo.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   dbo.db_write_buffer_size = 1ull << 30;  // all memtables together
-  rocksdb::ColumnFamilyOptions meta;
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-      {rocksdb::kDefaultColumnFamilyName, meta}, {keys::kInodes, meta},  {keys::kDirents, meta},
-      {keys::kObjects, meta},                    {keys::kDeps, meta},    {keys::kDetached, meta},
-      {keys::kPending, meta},
-  };
-  const size_t first_lane = cfs.size();
-  for (int i = 0; i < kChunkLanes; ++i) cfs.push_back({keys::ChunkLane(i), LaneOptions(i)});
+  const std::vector<rocksdb::ColumnFamilyDescriptor> cfs = ColumnFamilies();
+  const size_t first_lane = cfs.size() - kChunkLanes;
 
   TPDE_RETURN_IF_ERROR(RefuseOtherFormat(dbo, dir, cfs));
 
@@ -806,21 +846,21 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
   return Status::OK();
 }
 
-Status Store::Verify(VerifyReport* report) {
+Status Store::Verify(VerifyReport* report, const std::function<bool(uint64_t ino)>& is_spooled) {
   // The collector waits meanwhile. Ingests and deletions go on, so a pass can
   // see an inode and then find its object replaced: an error is reported only
   // if a second pass finds it too (damage persists, races do not).
   std::lock_guard<std::mutex> gc_lock(impl_->gc_mu);
-  TPDE_RETURN_IF_ERROR(VerifyPass(report));
+  TPDE_RETURN_IF_ERROR(VerifyPass(report, is_spooled));
   if (report->errors.empty()) return Status::OK();
   VerifyReport again;
-  TPDE_RETURN_IF_ERROR(VerifyPass(&again));
+  TPDE_RETURN_IF_ERROR(VerifyPass(&again, is_spooled));
   std::set<std::string> persistent(again.errors.begin(), again.errors.end());
   std::erase_if(report->errors, [&](const std::string& e) { return !persistent.count(e); });
   return Status::OK();
 }
 
-Status Store::VerifyPass(VerifyReport* report) {
+Status Store::VerifyPass(VerifyReport* report, const std::function<bool(uint64_t ino)>& is_spooled) {
   *report = VerifyReport();
   Impl& im = *impl_;
   std::set<uint64_t> named;  // objects named by an inode
@@ -835,7 +875,13 @@ Status Store::VerifyPass(VerifyReport* report) {
       }
       if (n.type != InodeType::kFile) continue;
       ++report->files;
-      if (n.object == 0) continue;
+      if (n.object == 0) {
+        if (!is_spooled || !is_spooled(n.ino)) {
+          report->errors.push_back(fmt::format("inode {} ('{}'): no content was ever committed (its content "
+                                               "record is missing: a damaged log?)", n.ino, NameOf(n)));
+        }
+        continue;
+      }
       named.insert(n.object);
       std::shared_ptr<const Manifest> m;
       s = im.GetManifest(n.object, &m);

@@ -73,6 +73,9 @@ struct StoreOptions {
   // Space kept free (a reserve file) so that deletions commit on a full disk
   // (store/write_guard.h); at most 1/8 of the file system. 0: none.
   uint64_t reserve_bytes = 64u << 20;
+  // RocksDB's warnings to stderr (the daemon's log); command-line tools turn
+  // them off and report errors themselves, one line each.
+  bool rocksdb_warnings = true;
 };
 
 // What one ingest produced. The new version is always a keyframe.
@@ -128,6 +131,12 @@ class Store {
  public:
   // Opens (or creates) the store in `dir`. Busy if another process holds it.
   static Status Open(const std::string& dir, const StoreOptions& options, std::unique_ptr<Store>* store);
+  // Salvage for a store that no longer opens (a damaged MANIFEST, SST or
+  // blob file): rebuilds RocksDB's metadata in place from the files that are
+  // still readable (rocksdb::RepairDB; damaged records are dropped). Run it
+  // on a copy of the store directory; afterwards Verify names every file
+  // that lost content, and the rest reads back intact. Must not be open.
+  static Status Repair(const std::string& dir);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -213,8 +222,11 @@ class Store {
   // The name of `n` in its directory n.parent ("" if it has none).
   std::string NameOf(const Inode& n);
   // Decodes every object (live and detached) and checks every checksum and
-  // the reference graph.
-  Status Verify(VerifyReport* report);
+  // the reference graph. A file inode that names no content was created and
+  // never committed: fine while it is being written (`is_spooled` says so;
+  // the daemon passes its spool), an error otherwise (its content record was
+  // lost, e.g. with a damaged log): reported, never taken for an empty file.
+  Status Verify(VerifyReport* report, const std::function<bool(uint64_t ino)>& is_spooled = nullptr);
 
   ThreadPool* pool();
   const StoreOptions& options() const;
@@ -224,7 +236,7 @@ class Store {
  private:
   explicit Store(std::unique_ptr<Impl> impl);
   Status FillFileStats(const Inode& n, FileStats* f);
-  Status VerifyPass(VerifyReport* report);
+  Status VerifyPass(VerifyReport* report, const std::function<bool(uint64_t ino)>& is_spooled);
   // Adds `node` (type, mode, owner, payload fields set) as `name` in `parent`:
   // assigns its inode number, parent and times, and commits it with the
   // dirent and the parent's new mtime.

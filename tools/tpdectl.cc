@@ -104,6 +104,7 @@ std::unique_ptr<tpde::Store> OpenStore(const std::string& dir, bool create, cons
   RefuseWithSpooledFiles(dir);
   tpde::StoreOptions o = base;
   o.create_if_missing = create;
+  o.rocksdb_warnings = false;
   std::unique_ptr<tpde::Store> store;
   Check(tpde::Store::Open(dir, o, &store));
   return store;
@@ -286,6 +287,15 @@ int CmdVerify(const std::string& store_dir, const tpde::StoreOptions& opt) {
   return r.errors.empty() ? 0 : 1;
 }
 
+// Salvage (docs/operations.md): RocksDB's repair rebuilds the store's
+// metadata from the readable files; verify then names what was lost.
+int CmdRepair(const std::string& store_dir, const tpde::StoreOptions& opt) {
+  if (DaemonRunning()) Die(Status::Busy(fmt::format("store '{}' is served by tpded: stop it first", store_dir)));
+  Check(tpde::Store::Repair(store_dir));
+  fmt::print("repaired '{}'; verifying\n", store_dir);
+  return CmdVerify(store_dir, opt);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -330,6 +340,8 @@ int main(int argc, char** argv) {
   add_store(gc);
   auto* flush = app.add_subcommand("flush", "wait until tpded has committed every closed file");
   add_store(flush);
+  auto* repair = app.add_subcommand("repair", "salvage a store that no longer opens (run it on a copy)");
+  add_store(repair);
 
   CLI11_PARSE(app, argc, argv);
   opt.threads = threads;
@@ -342,5 +354,6 @@ int main(int argc, char** argv) {
   if (*stats) return CmdStats(store_dir, opt, path, json);
   if (*verify) return CmdVerify(store_dir, opt);
   if (*gc) return CmdGc(store_dir, opt);
+  if (*repair) return CmdRepair(store_dir, opt);
   return 1;
 }

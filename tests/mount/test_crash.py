@@ -1,4 +1,5 @@
 """kill -9 of the daemon while files are written and ingested."""
+import errno
 import os
 import random
 import subprocess
@@ -59,6 +60,84 @@ class CrashTest(harness.MountTestCase):
         for name, data in expect.items():
             self.assertEqual(os.getxattr(os.path.join(m, name), "user.tpde.state"), b"committed")
         self.assertVerifies()
+
+
+class DamagedLogTest(harness.MountTestCase):
+    def test_a_damaged_log_never_turns_into_empty_files(self):
+        """Small files live in the WAL until a flush; a damaged WAL drops its
+        tail. A file whose content record went with it is reported (EIO,
+        verify), never served as a committed 0-byte file."""
+        rng = random.Random(9)
+        files = {}
+        for i in range(40):
+            data = rng.randbytes(rng.randrange(1000, 20000))
+            with open(os.path.join(self.mnt, "f%02d.bin" % i), "wb") as f:
+                f.write(data)
+            files["f%02d.bin" % i] = data
+        self.d.flush()
+        self.d.kill()  # the commits are in the WAL only
+        logs = sorted(p for p in os.listdir(self.store) if p.endswith(".log"))
+        self.assertTrue(logs)
+        wal = os.path.join(self.store, logs[-1])
+        size = os.path.getsize(wal)
+        with open(wal, "r+b") as f:  # one flipped byte in the middle
+            f.seek(size // 2)
+            b = f.read(1)
+            f.seek(size // 2)
+            f.write(bytes([b[0] ^ 0xFF]))
+        self.d.start()
+        damaged = 0
+        for name, data in files.items():
+            p = os.path.join(self.mnt, name)
+            if not os.path.exists(p):
+                continue  # its creation was in the lost tail: absent, not empty
+            try:
+                with open(p, "rb") as f:
+                    got = f.read()
+            except OSError as e:
+                self.assertEqual(e.errno, errno.EIO, name)
+                damaged += 1
+                continue
+            self.assertTrue(got == data, "%s: %d bytes served, %d written" % (name, len(got), len(data)))
+        r = self.d.tpdectl("verify", check=False)
+        if damaged:
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("no content was ever committed", r.stdout + r.stderr)
+
+    def test_a_store_that_no_longer_opens_is_salvaged_by_repair(self):
+        rng = random.Random(10)
+        files = {}
+        for i in range(6):
+            data = rng.randbytes(rng.choice([5000, 3 << 20]))
+            with open(os.path.join(self.mnt, "g%d.bin" % i), "wb") as f:
+                f.write(data)
+            files["g%d.bin" % i] = data
+        self.d.flush()
+        self.d.stop()
+        for name in os.listdir(self.store):  # the store's catalogue of files is gone
+            if name.startswith("MANIFEST-"):
+                os.unlink(os.path.join(self.store, name))
+        r = self.d.tpdectl("ls", "/", check=False)
+        self.assertNotEqual(r.returncode, 0, "a store without its MANIFEST opened")
+        r = self.d.tpdectl("repair", check=False)
+        self.assertIn("repaired", r.stdout, r.stderr)
+        repaired_ok = r.returncode == 0
+        # RocksDB 7.8's repair does not re-register blob files: large payloads
+        # may be lost. Every file is then intact or reported (EIO), never wrong.
+        self.d.start()
+        lost = 0
+        for name, data in files.items():
+            try:
+                with open(os.path.join(self.mnt, name), "rb") as f:
+                    got = f.read()
+            except OSError as e:
+                self.assertEqual(e.errno, errno.EIO, name)
+                lost += 1
+                continue
+            self.assertTrue(got == data, name)
+        small = [n for n, d in files.items() if len(d) < 4096 * 2]
+        self.assertTrue(all(os.path.exists(os.path.join(self.mnt, n)) for n in small))
+        self.assertEqual(repaired_ok, lost == 0, "verify after repair must name every lost file")
 
 
 if __name__ == "__main__":
