@@ -273,6 +273,7 @@ int main(int argc, char** argv) {
   for (auto& a : arg_strings) fuse_argv.push_back(a.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(fuse_argv.size()), fuse_argv.data());
   fuse_session* se = fuse_session_new(&args, tpde::FuseOps(), sizeof(fuse_lowlevel_ops), fs.get());
+  fuse_opt_free_args(&args);  // fuse_session_new leaves an allocated copy of argv[0] in `args`
   if (se == nullptr) return Fail(&detacher, o, "cannot create the FUSE session");
   if (fuse_set_signal_handlers(se) != 0) return Fail(&detacher, o, "cannot install signal handlers");
   if (fuse_session_mount(se, o.mount.c_str()) != 0) {

@@ -642,7 +642,13 @@ int Filesystem::Create(uint64_t parent, const std::string& name, uint32_t mode, 
   if (!s.ok()) return ToErrno(s);
   std::lock_guard<std::mutex> lock(mu_);
   SpoolState* sp = nullptr;
-  if (int err = OpenDraft(n.ino, true, /*new_file=*/true, &sp); err != 0) return err;
+  if (int err = OpenDraft(n.ino, true, /*new_file=*/true, &sp); err != 0) {
+    // No draft (the spool's disk is full): the new name goes again, or is
+    // hidden until its removal commits.
+    Status r = store_->RemoveFileInode(n.ino);
+    if (!r.ok() && !r.IsNotFound()) doomed_.insert(n.ino);
+    return err;
+  }
   sp->writers++;
   sp->handles++;
   sp->mtime_ns = n.mtime_ns;
@@ -683,6 +689,10 @@ int Filesystem::Open(uint64_t ino, int flags, uint64_t* fh, bool* keep_cache) {
     h->spooled = true;
   } else {
     lock.unlock();
+    // Read again: an ingest may have committed (and left the spool) since
+    // the inode was read above; it commits before it leaves.
+    s = store_->GetInode(ino, &h->inode);
+    if (!s.ok()) return ToErrno(s);
     if (h->inode.object == 0) {
       // Created, never committed, not in the spool: its content was lost
       // (a damaged log). Reported, never served as an empty file.

@@ -28,7 +28,9 @@ with open(path, "wb") as f:
 """
 
 # torch.save(state, "last.pt") in a loop: open with O_TRUNC, write, close.
-# Prints the sha256 of each version once it is closed.
+# Prints the sha256 of each version once all its bytes are written, before
+# close: the daemon may die after sealing it but before close(2) returns, and
+# that version is complete too.
 SAVE_LOOP = r"""
 import hashlib, os, random, sys
 path, seed = sys.argv[1], int(sys.argv[2])
@@ -38,7 +40,8 @@ while True:
     with open(path, "wb") as f:
         for i in range(0, len(data), 1 << 18):
             f.write(data[i:i + (1 << 18)])
-    sys.stdout.write(hashlib.sha256(data).hexdigest() + "\n"); sys.stdout.flush()
+        f.flush()
+        sys.stdout.write(hashlib.sha256(data).hexdigest() + "\n"); sys.stdout.flush()
 """
 
 
@@ -115,7 +118,7 @@ class SaveLoopTest(harness.MountTestCase):
         for round_ in range(5):
             loop = subprocess.Popen([sys.executable, "-c", SAVE_LOOP, path, str(round_)],
                                     stdout=subprocess.PIPE, text=True)
-            closed = [loop.stdout.readline().strip()]  # at least one version closed
+            closed = [loop.stdout.readline().strip()]  # at least one version written
             time.sleep(rng.uniform(0.1, 1.5))
             # kill -9; the mount stays (dead) until the loop's next call fails
             # and it exits on its own, so every version it closed is printed.
@@ -125,7 +128,8 @@ class SaveLoopTest(harness.MountTestCase):
             self.d.kill()
             self.d.start()
             got = harness.sha256(path)
-            self.assertTrue(got in closed, "round %d: last.pt is none of the %d versions closed" % (round_, len(closed)))
+            self.assertTrue(got in closed, "round %d: last.pt (%d bytes) is none of the %d versions written"
+                            % (round_, os.path.getsize(path), len(closed)))
             self.assertGreater(os.path.getsize(path), 0)
         self.d.flush()
         self.assertVerifies()
