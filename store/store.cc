@@ -166,6 +166,10 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
 
   impl->write_guard = std::make_shared<WriteGuard>(dir, options.reserve_bytes);
   rocksdb::DBOptions dbo;
+  if (options.file_system) {
+    impl->env = rocksdb::NewCompositeEnv(options.file_system);
+    dbo.env = impl->env.get();
+  }
   dbo.listeners.push_back(impl->write_guard);
   dbo.create_if_missing = options.create_if_missing;
   dbo.create_missing_column_families = options.create_if_missing;

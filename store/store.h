@@ -57,6 +57,10 @@
 #include "store/inode.h"
 #include "store/manifest.h"
 
+namespace rocksdb {
+class FileSystem;
+}  // namespace rocksdb
+
 namespace tpde {
 
 class FileReader;
@@ -76,6 +80,9 @@ struct StoreOptions {
   // RocksDB's warnings to stderr (the daemon's log); command-line tools turn
   // them off and report errors themselves, one line each.
   bool rocksdb_warnings = true;
+  // The file system RocksDB writes through (default: the local one). Tests
+  // pass a fault-injecting one (tests/fault_fs.h).
+  std::shared_ptr<rocksdb::FileSystem> file_system;
 };
 
 // What one ingest produced. The new version is always a keyframe.

@@ -28,6 +28,7 @@ Status FromRocks(const rocksdb::Status& s, std::string_view context);
 struct Store::Impl {
   std::string dir;
   StoreOptions options;
+  std::unique_ptr<rocksdb::Env> env;  // over StoreOptions::file_system, if given (outlives db)
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::ColumnFamilyHandle* default_cf = nullptr;
   rocksdb::ColumnFamilyHandle* inodes_cf = nullptr;
