@@ -302,6 +302,23 @@ int Filesystem::SetAttr(uint64_t ino, uint64_t fh, const SetAttrRequest& req, st
       if (int err = CloseDraft(ino, sp); err != 0) return err;
     }
   }
+  if (req.mtime_ns && !req.mode && !req.uid && !req.gid) {
+    // The kernel stamps the mtime of a file being written on every write:
+    // kept with the draft and committed by its ingest, not by a store commit
+    // each time (nor failing the write when the store's disk is full).
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = spooled_.find(ino);
+    if (it != spooled_.end() && it->second->draft) {
+      Inode n;
+      Status s = store_->GetInode(ino, &n);
+      if (!s.ok() && !open_inodes_.count(ino)) return ToErrno(s);
+      if (!s.ok()) n = open_inodes_.at(ino).inode;
+      it->second->mtime_ns = *req.mtime_ns;
+      StatFromInode(n, st);
+      OverlaySpool(ino, st);
+      return 0;
+    }
+  }
   Store::AttrChanges changes;
   changes.mode = req.mode;
   changes.uid = req.uid;
@@ -321,6 +338,11 @@ int Filesystem::SetAttr(uint64_t ino, uint64_t fh, const SetAttrRequest& req, st
     n = o;
     n.nlink = 0;
   } else if (!s.ok()) {
+    // A change the writer asked for did not happen: what it writes is not
+    // the version it meant, so it is never committed.
+    if (auto it = spooled_.find(ino); it != spooled_.end() && it->second->draft && it->second->failed == 0) {
+      it->second->failed = ToErrno(s);
+    }
     return ToErrno(s);
   } else if (auto it = open_inodes_.find(ino); it != open_inodes_.end()) {
     it->second.inode = n;

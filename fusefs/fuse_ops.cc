@@ -191,10 +191,15 @@ void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   out.buf[0].fd = file->get();
   out.buf[0].pos = off;
+  const size_t want = fuse_buf_size(in);
   const ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_MOVE);
-  Fs(req)->EndWrite(fi->fh, n < 0 ? static_cast<int>(-n) : 0);
-  if (n < 0) {
-    fuse_reply_err(req, static_cast<int>(-n));
+  // A short copy into a local file means its disk is full: an error, not a
+  // short write (the kernel's writeback would take a short reply as success
+  // of the pages it sent, and the version would be sealed without them).
+  const int err = n < 0 ? static_cast<int>(-n) : static_cast<size_t>(n) < want ? ENOSPC : 0;
+  Fs(req)->EndWrite(fi->fh, err);
+  if (err != 0) {
+    fuse_reply_err(req, err);
   } else {
     fuse_reply_write(req, static_cast<size_t>(n));
   }
