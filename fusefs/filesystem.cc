@@ -79,7 +79,7 @@ struct Filesystem::SpoolState {
   bool sealed_committed = false;  // ingested; kept only for open handles
   int64_t sealed_mtime_ns = 0;
   std::optional<uint64_t> durable_seq;  // an older durable version kept on disk
-  uint64_t next_seq = 1;
+  uint64_t born = 0;  // Filesystem::next_seq_ when this state was created: older versions were settled
   // Ingest.
   bool queued = false;
   std::optional<uint64_t> ingesting_seq;
@@ -192,7 +192,7 @@ Status Filesystem::Recover() {
     ::fstat(fd, &sb);
     sp->sealed_seq = v.seq;
     sp->sealed_durable = v.synced;
-    sp->next_seq = v.seq + 1;
+    next_seq_ = std::max(next_seq_, v.seq + 1);
     sp->mtime_ns = sp->sealed_mtime_ns = int64_t{sb.st_mtim.tv_sec} * 1000000000 + sb.st_mtim.tv_nsec;
     std::lock_guard<std::mutex> lock(mu_);
     spooled_[v.ino] = std::move(sp);
@@ -494,7 +494,10 @@ int Filesystem::StatFs(struct statvfs* sv) {
 
 int Filesystem::OpenDraft(uint64_t ino, bool truncate, bool new_file, SpoolState** state) {
   auto [it, inserted] = spooled_.try_emplace(ino);
-  if (inserted) it->second = std::make_unique<SpoolState>();
+  if (inserted) {
+    it->second = std::make_unique<SpoolState>();
+    it->second->born = next_seq_;
+  }
   SpoolState* sp = it->second.get();
   *state = sp;
   auto fail = [&](int err) {
@@ -574,7 +577,7 @@ int Filesystem::MakeDraftPrivate(uint64_t ino, SpoolState* sp) {
 }
 
 int Filesystem::SealDraft(uint64_t ino, SpoolState* sp) {
-  const uint64_t seq = sp->next_seq++;
+  const uint64_t seq = next_seq_++;
   Status s = spool_.SealDraft(ino, sp->draft_new_file, seq);
   if (!s.ok()) {
     Log(s.ToString());
@@ -1127,7 +1130,9 @@ Status Filesystem::FlushAll() {
       auto it = spooled_.find(ino);
       if (it == spooled_.end()) continue;  // committed (or removed) and dropped
       const SpoolState& sp = *it->second;
-      if (sp.unlinked || sp.committed_seq >= seq) continue;
+      // A state created after the call means the one it waited on was
+      // settled (states go only when everything in them is committed).
+      if (sp.unlinked || sp.committed_seq >= seq || sp.born > seq) continue;
       if (sp.ingest_failed && !sp.ingesting_seq && !sp.queued) {
         ++failed;
         continue;

@@ -189,7 +189,8 @@ class Filesystem {
   std::function<void(const Invalidation&)> invalidate_;
   std::vector<Invalidation> pending_invalidations_;
   std::unordered_map<uint64_t, uint64_t> generations_;  // inodes whose kernel inode was dropped
-  std::unordered_set<uint64_t> doomed_;  // new files whose only version failed, removal not yet committed
+  std::unordered_set<uint64_t> doomed_;
+  uint64_t next_seq_ = 1;  // sequence of the next sealed version, across all files (guarded by mu_)  // new files whose only version failed, removal not yet committed
   std::unordered_map<uint64_t, std::unique_ptr<SpoolState>> spooled_;
   // Inodes with open handles: their attributes outlive an unlink until the
   // last close (the kernel asks for them, without a handle, at close).

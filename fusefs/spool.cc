@@ -125,8 +125,8 @@ Status Spool::Recover(RecoveryReport* report) {
     if (v.legacy_data) {
       const std::string data = fmt::format("{}/{}.data", dir_, ino);
       if (v.legacy_keep && v.sealed.empty()) {
-        if (::rename(data.c_str(), SealedPath(ino, 0).c_str()) != 0) return Errno("rename", data);
-        v.sealed.insert(0);
+        if (::rename(data.c_str(), SealedPath(ino, 1).c_str()) != 0) return Errno("rename", data);
+        v.sealed.insert(1);
       } else {
         TPDE_RETURN_IF_ERROR(Unlink(data));
         v.new_file = true;  // that format removed such a file if it had no content yet

@@ -7,7 +7,7 @@
 //   N.new           the same for a file created by this draft: after a crash
 //                   the file never had a complete version and is removed;
 //   N.<seq>.sealed  a complete version: its last writer closed it, or it was
-//                   fsynced. Immutable once sealed. <seq> grows per inode;
+//                   fsynced. Immutable once sealed. <seq> only grows;
 //   N.<seq>.synced  empty marker: N.<seq>.sealed and its name are durable
 //                   (fsynced, directory synced), so it survives power loss.
 // A sealed version is deleted once a newer one is committed to the store or
@@ -19,7 +19,8 @@
 // it across a crash of the daemon) or the daemon stopped cleanly (it makes
 // every sealed version durable on the way out): the boot id of the run that
 // wrote the spool is kept in `boot_id`. Files of the format before sealed
-// versions (`N.data` with an `N.keep` marker) are recovered as sequence 0.
+// versions (`N.data` with an `N.keep` marker) are recovered as sequence 1.
+// Sequences start at 1 and grow across all files of a spool.
 //
 // Thread-safety: none; the caller (Filesystem) serialises calls. Methods
 // touching one inode's files never touch another's.

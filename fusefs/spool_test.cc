@@ -81,8 +81,8 @@ TEST_F(SpoolTest, TheFormatBeforeSealedVersionsIsRecovered) {
   Spool::RecoveryReport r = Recover();
   ASSERT_EQ(r.versions.size(), 1u);
   EXPECT_EQ(r.versions[0].ino, 5u);
-  EXPECT_EQ(r.versions[0].seq, 0u);
-  EXPECT_TRUE(Exists("5.0.sealed"));
+  EXPECT_EQ(r.versions[0].seq, 1u);
+  EXPECT_TRUE(Exists("5.1.sealed"));
   EXPECT_EQ(r.unfinished_new, std::vector<uint64_t>{6});
   EXPECT_FALSE(Exists("6.data"));
 }
