@@ -308,7 +308,7 @@ int Filesystem::SetAttr(uint64_t ino, uint64_t fh, const SetAttrRequest& req, st
     // each time (nor failing the write when the store's disk is full).
     std::lock_guard<std::mutex> lock(mu_);
     auto it = spooled_.find(ino);
-    if (it != spooled_.end() && it->second->draft) {
+    if (it != spooled_.end() && it->second->draft && it->second->dirty) {  // sealed with the new content
       Inode n;
       Status s = store_->GetInode(ino, &n);
       if (!s.ok() && !open_inodes_.count(ino)) return ToErrno(s);
@@ -1052,6 +1052,8 @@ void Filesystem::IngestLoop() {
       if (sp->sealed_seq == seq) {
         sp->ingest_failed = true;  // retried after the next change or at the next start,
         sp->ingest_failed_no_space = s.IsNoSpace();  // or, for a full disk, once space is back
+      } else if (sp->durable_seq != seq) {
+        RemoveVersion(ino, sp, seq);  // superseded while it was ingested
       }
       Log(fmt::format("ingest of inode {} failed, kept in the spool: {}", ino, s.ToString()));
     }
