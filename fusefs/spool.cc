@@ -38,6 +38,14 @@ Status Unlink(const std::string& path) {
   return ::unlink(path.c_str()) == 0 || errno == ENOENT ? Status::OK() : Errno("unlink", path);
 }
 
+// Creates the empty file `path` and makes its name durable.
+Status CreateMarker(const std::string& path, const std::string& dir) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Errno("create", path);
+  ::close(fd);
+  return SyncDir(dir);
+}
+
 std::string ReadSmallFile(const std::string& path) {
   std::ifstream in(path);
   std::string s;
@@ -86,6 +94,8 @@ Status Spool::Open(const std::string& dir, Spool* out) {
 }
 
 std::string Spool::SealedPath(uint64_t ino, uint64_t seq) const { return fmt::format("{}/{}.{}.sealed", dir_, ino, seq); }
+
+std::string Spool::SyncedPath(uint64_t ino, uint64_t seq) const { return fmt::format("{}/{}.{}.synced", dir_, ino, seq); }
 
 std::string Spool::DraftPath(uint64_t ino, bool new_file) const {
   return fmt::format("{}/{}.{}", dir_, ino, new_file ? "new" : "draft");
@@ -148,7 +158,7 @@ Status Spool::Recover(RecoveryReport* report) {
       if (!pick || seq != *pick) TPDE_RETURN_IF_ERROR(RemoveSealed(ino, seq));
     }
     for (uint64_t seq : v.synced) {
-      if (!v.sealed.count(seq)) TPDE_RETURN_IF_ERROR(Unlink(fmt::format("{}/{}.{}.synced", dir_, ino, seq)));
+      if (!v.sealed.count(seq)) TPDE_RETURN_IF_ERROR(Unlink(SyncedPath(ino, seq)));
     }
     if (pick) report->versions.push_back({ino, *pick, v.synced.count(*pick) > 0});
     if (!pick && v.new_file) report->unfinished_new.push_back(ino);
@@ -167,13 +177,7 @@ Status Spool::Recover(RecoveryReport* report) {
   return SyncDir(dir_);
 }
 
-Status Spool::MarkCleanStop() {
-  const std::string path = dir_ + "/clean_stop";
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return Errno("create", path);
-  ::close(fd);
-  return SyncDir(dir_);
-}
+Status Spool::MarkCleanStop() { return CreateMarker(dir_ + "/clean_stop", dir_); }
 
 Status Spool::CreateDraft(uint64_t ino, bool new_file, int* fd) const {
   const std::string path = DraftPath(ino, new_file);
@@ -213,11 +217,7 @@ Status Spool::SealDraft(uint64_t ino, bool new_file, uint64_t seq) const {
 Status Spool::MakeDurable(uint64_t ino, uint64_t seq, int sealed_fd) const {
   const std::string data = SealedPath(ino, seq);
   if (::fsync(sealed_fd) != 0) return Errno("fsync", data);
-  const std::string marker = fmt::format("{}/{}.{}.synced", dir_, ino, seq);
-  int k = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (k < 0) return Errno("create", marker);
-  ::close(k);
-  return SyncDir(dir_);
+  return CreateMarker(SyncedPath(ino, seq), dir_);
 }
 
 Status Spool::OpenSealed(uint64_t ino, uint64_t seq, int* fd) const {
@@ -229,7 +229,7 @@ Status Spool::OpenSealed(uint64_t ino, uint64_t seq, int* fd) const {
 Status Spool::RemoveDraft(uint64_t ino, bool new_file) const { return Unlink(DraftPath(ino, new_file)); }
 
 Status Spool::RemoveSealed(uint64_t ino, uint64_t seq) const {
-  TPDE_RETURN_IF_ERROR(Unlink(fmt::format("{}/{}.{}.synced", dir_, ino, seq)));
+  TPDE_RETURN_IF_ERROR(Unlink(SyncedPath(ino, seq)));
   return Unlink(SealedPath(ino, seq));
 }
 

@@ -97,6 +97,7 @@ class Spool {
 
  private:
   std::string DraftPath(uint64_t ino, bool new_file) const;
+  std::string SyncedPath(uint64_t ino, uint64_t seq) const;
   std::string dir_;
 };
 

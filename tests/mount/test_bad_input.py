@@ -34,22 +34,33 @@ class BadInputTest(harness.MountTestCase):
         self.assertVerifies()
 
 
-class FullSpoolTest(harness.MountTestCase):
+class SmallDiskTestCase(harness.MountTestCase):
+    """A daemon with part of its layout on a small tmpfs (self.disk)."""
+
+    disk_size = "8m"
+    store_on_disk = False  # else only the spool is on the small disk
+
     def setUp(self):
         harness.skip_unless_fuse()
         self.tmp = tempfile.mkdtemp(prefix="tpde-mount-")
-        self.spool = os.path.join(self.tmp, "spool")
-        os.makedirs(self.spool)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", self.spool], check=True)
-        self.store = os.path.join(self.tmp, "store")
+        self.disk = os.path.join(self.tmp, "disk")
+        os.makedirs(self.disk)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + self.disk_size, "tmpfs", self.disk], check=True)
         self.mnt = os.path.join(self.tmp, "mnt")
-        self.d = harness.Daemon(self.store, self.mnt, spool=self.spool).start()
+        if self.store_on_disk:  # the default layout: the spool inside the store
+            self.store = os.path.join(self.disk, "store")
+            self.d = harness.Daemon(self.store, self.mnt).start()
+        else:
+            self.store = os.path.join(self.tmp, "store")
+            self.d = harness.Daemon(self.store, self.mnt, spool=self.disk).start()
 
     def tearDown(self):
         super().tearDown()
-        subprocess.run(["umount", "-l", self.spool], check=False)
+        subprocess.run(["umount", "-l", self.disk], check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+
+class FullSpoolTest(SmallDiskTestCase):
     def fill_spool(self, name):
         with self.assertRaises(OSError) as e:
             with open(os.path.join(self.mnt, name), "wb") as f:
@@ -85,23 +96,11 @@ class FullSpoolTest(harness.MountTestCase):
         self.assertVerifies()
 
 
-class FullStoreDiskTest(harness.MountTestCase):
+class FullStoreDiskTest(SmallDiskTestCase):
     """Store and spool on one small disk (the default layout), filled up."""
 
-    def setUp(self):
-        harness.skip_unless_fuse()
-        self.tmp = tempfile.mkdtemp(prefix="tpde-mount-")
-        self.disk = os.path.join(self.tmp, "disk")
-        os.makedirs(self.disk)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", self.disk], check=True)
-        self.store = os.path.join(self.disk, "store")
-        self.mnt = os.path.join(self.tmp, "mnt")
-        self.d = harness.Daemon(self.store, self.mnt).start()
-
-    def tearDown(self):
-        super().tearDown()
-        subprocess.run(["umount", "-l", self.disk], check=False)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    disk_size = "128m"
+    store_on_disk = True
 
     def test_a_full_disk_gives_enospc_keeps_serving_and_recovers_by_itself(self):
         filler = os.path.join(self.disk, "filler")  # someone else's file on the same disk
