@@ -373,13 +373,7 @@ Status ReadPlanes(ZSTD_DCtx* dctx, const ChunkRecord& rec, std::string_view payl
 Status DecodeChunk(const ChunkRecord& rec, std::string_view payload, uint8_t* buf, ChunkScratch* scratch,
                    bool check_content) {
   ChunkScratch::Impl& s = *scratch->impl();
-  if (payload.size() != rec.payload_bytes()) {
-    return Status::Corruption(
-        fmt::format("chunk payload holds {} bytes, index says {}", payload.size(), rec.payload_bytes()));
-  }
-  if (Checksum(payload.data(), payload.size()) != rec.payload_hash) {
-    return Status::Corruption("chunk payload checksum mismatch");
-  }
+  TPDE_RETURN_IF_ERROR(CheckPayload(rec, payload));
   const size_t count = rec.elem_count;
   const size_t bytes = rec.content_bytes();
   const int width = rec.width;
@@ -416,6 +410,70 @@ Status DecodeChunk(const ChunkRecord& rec, std::string_view payload, uint8_t* bu
   }
   if (check_content && Checksum(buf, bytes) != rec.content_hash) {
     return Status::Corruption("decoded chunk checksum mismatch");
+  }
+  return Status::OK();
+}
+
+// ---- The entropy stage alone ----------------------------------------------
+
+size_t DecodedStreamBytes(const ChunkRecord& rec, int index) {
+  switch (rec.mode) {
+    case ChunkMode::kKey:
+    case ChunkMode::kDeltaDense: return index < rec.width ? rec.elem_count : 0;
+    case ChunkMode::kDeltaSparse:
+      if (index == 0) return rec.gap_bytes;
+      return index <= rec.width ? rec.nnz : 0;
+    case ChunkMode::kSame: return 0;
+  }
+  return 0;
+}
+
+Status CheckPayload(const ChunkRecord& rec, std::string_view payload) {
+  if (payload.size() != rec.payload_bytes()) {
+    return Status::Corruption(
+        fmt::format("chunk payload holds {} bytes, index says {}", payload.size(), rec.payload_bytes()));
+  }
+  if (Checksum(payload.data(), payload.size()) != rec.payload_hash) {
+    return Status::Corruption("chunk payload checksum mismatch");
+  }
+  return Status::OK();
+}
+
+Status DecodeStreamsChecked(const ChunkRecord& rec, std::string_view payload, uint8_t* const* dst,
+                            ChunkScratch* scratch) {
+  if (payload.size() != rec.payload_bytes()) {
+    return Status::Corruption(
+        fmt::format("chunk payload holds {} bytes, index says {}", payload.size(), rec.payload_bytes()));
+  }
+  StreamingChecksum sum;
+  size_t offset = 0;
+  for (int i = 0; i < rec.num_streams; ++i) {
+    const size_t start = offset;
+    TPDE_RETURN_IF_ERROR(
+        ReadStream(scratch->impl()->dctx, rec, payload, i, DecodedStreamBytes(rec, i), &offset, dst[i]));
+    if (rec.codec[i] == StreamCodec::kRaw) {
+      sum.Update(dst[i], rec.stream_bytes[i]);  // the same bytes, just copied
+    } else {
+      sum.Update(payload.data() + start, rec.stream_bytes[i]);
+    }
+  }
+  if (sum.Digest() != rec.payload_hash) return Status::Corruption("chunk payload checksum mismatch");
+  return Status::OK();
+}
+
+Status DecodeSparsePositions(const ChunkRecord& rec, std::string_view gap_stream, uint32_t* positions) {
+  if (rec.gap_coding == GapCoding::kEliasDelta) {
+    return EliasDeltaDecodeGaps(gap_stream, rec.nnz, rec.elem_count, positions);
+  }
+  if (gap_stream.size() != uint64_t{rec.nnz} * 4) return Status::Corruption("gap planes: size mismatch");
+  const size_t nnz = rec.nnz;
+  uint64_t pos1 = 0;
+  for (size_t k = 0; k < nnz; ++k) {
+    uint32_t gap = 0;
+    for (int p = 0; p < 4; ++p) gap |= uint32_t{static_cast<uint8_t>(gap_stream[p * nnz + k])} << (8 * p);
+    pos1 += gap;
+    if (gap == 0 || pos1 > rec.elem_count) return Status::Corruption("gap planes: position out of range");
+    positions[k] = static_cast<uint32_t>(pos1 - 1);
   }
   return Status::OK();
 }

@@ -136,4 +136,28 @@ void EncodeChunk(const uint8_t* cur, const uint8_t* ref, uint32_t elem_count, in
 Status DecodeChunk(const ChunkRecord& rec, std::string_view payload, uint8_t* buf, ChunkScratch* scratch,
                    bool check_content = true);
 
+// ---- The entropy stage alone ----------------------------------------------
+// For decoders that run the later stages elsewhere (the GPU's,
+// kernels/gpu_chain_decoder.h). Stream i of a chunk decodes to
+// DecodedStreamBytes(rec, i) bytes: a byte plane of elem_count bytes (KEY,
+// DELTA_DENSE), the gap stream of gap_bytes bytes (DELTA_SPARSE stream 0),
+// or a byte plane of nnz bytes (DELTA_SPARSE streams 1..width).
+size_t DecodedStreamBytes(const ChunkRecord& rec, int index);
+
+// Corruption unless `payload` has the record's size and payload hash.
+Status CheckPayload(const ChunkRecord& rec, std::string_view payload);
+
+// Decodes every stream of `payload` into dst[i], DecodedStreamBytes(rec, i)
+// bytes of caller memory each, and checks the payload's size and hash (as
+// CheckPayload) in the same pass: a raw stream is hashed from its fresh copy
+// in dst, while it is in cache. Corruption if the payload does not match its
+// record or a stream is malformed; dst is then unspecified.
+Status DecodeStreamsChecked(const ChunkRecord& rec, std::string_view payload, uint8_t* const* dst,
+                            ChunkScratch* scratch);
+
+// The positions (rec.nnz, increasing, each < rec.elem_count) of a
+// DELTA_SPARSE chunk from its decoded gap stream (`gap_stream`, gap_bytes
+// bytes), in either GapCoding. Corruption if a gap is out of range.
+Status DecodeSparsePositions(const ChunkRecord& rec, std::string_view gap_stream, uint32_t* positions);
+
 }  // namespace tpde

@@ -113,7 +113,20 @@ std::string ControlServer::Handle(const std::string& request_line) {
   if (cmd == "stats") {
     StoreStats st;
     s = store_->Stats(req.value("path", std::string()), &st);
-    if (s.ok()) reply["stats"] = StatsToJson(st);
+    if (s.ok()) {
+      reply["stats"] = StatsToJson(st);
+      // Which path reconstructed the chunks read through the mount.
+      const Filesystem::Counters c = fs_->counters();
+      Json decode{{"cpu_chunk_bytes", c.chunk_decoded_bytes}, {"batch_bytes", c.batch_decoded_bytes}};
+      if (gpu_ != nullptr) {
+        const GpuDecoderStats g = gpu_->stats();
+        decode["gpu"] = g.device_name;
+        decode["gpu_enabled"] = g.gpu_enabled;
+        decode["gpu_bytes"] = g.gpu_bytes;
+        decode["gpu_cpu_fallback_bytes"] = g.cpu_bytes;
+      }
+      reply["decode"] = decode;
+    }
   } else if (cmd == "verify") {
     VerifyReport r;
     s = store_->Verify(&r, [this](uint64_t ino) { return fs_->IsSpooled(ino); });

@@ -10,13 +10,15 @@
 
 #include "codec/status.h"
 #include "fusefs/filesystem.h"
+#include "kernels/gpu_chain_decoder.h"
 #include "store/store.h"
 
 namespace tpde {
 
 class ControlServer {
  public:
-  ControlServer(Store* store, Filesystem* fs) : store_(store), fs_(fs) {}
+  // `gpu` (nullable, not owned): the store's GPU decoder, for statistics.
+  ControlServer(Store* store, Filesystem* fs, GpuChainDecoder* gpu = nullptr) : store_(store), fs_(fs), gpu_(gpu) {}
   ~ControlServer();
 
   // Binds `socket_path` (replacing a stale socket), mode 0660, and starts.
@@ -30,6 +32,7 @@ class ControlServer {
 
   Store* store_;
   Filesystem* fs_;
+  GpuChainDecoder* gpu_;
   std::string path_;
   int listen_fd_ = -1;
   int stop_pipe_[2] = {-1, -1};

@@ -25,6 +25,8 @@
 
 #include "daemon/control_protocol.h"
 #include "daemon/control_server.h"
+#include "kernels/gpu_chain_decoder.h"
+#include "codec/thread_pool.h"
 #include "fusefs/filesystem.h"
 #include "fusefs/fuse_ops.h"
 #include "store/store.h"
@@ -49,6 +51,7 @@ struct Options {
   bool foreground = false;
   bool debug_fuse = false;
   uint64_t writeback_buffer_mb = 0;  // 0: min(1 GiB, 5% of memory)
+  std::string gpu = "auto";          // auto | off | device index
 };
 
 // Tunes the kernel's per-mount (bdi) limits. Write-back: lets the kernel
@@ -225,6 +228,14 @@ int main(int argc, char** argv) {
   app.add_option("--writeback-buffer-mb", o.writeback_buffer_mb,
                  "writes the kernel may buffer before throttling writers, MiB (0: min(1024, 5% of RAM))")
       ->capture_default_str();
+  app.add_option("--gpu", o.gpu,
+                 "reconstruct batches of delta-coded chunks on a CUDA GPU: auto (the first one, if any), off, or a "
+                 "device index")
+      ->capture_default_str()
+      ->check([](const std::string& v) -> std::string {
+        if (v == "auto" || v == "off" || (!v.empty() && v.find_first_not_of("0123456789") == std::string::npos)) return "";
+        return "--gpu takes auto, off or a device index";
+      });
   app.add_flag("--debug-fuse", o.debug_fuse, "log every FUSE request and reply (libfuse -d)");
   CLI11_PARSE(app, argc, argv);
 
@@ -244,6 +255,26 @@ int main(int argc, char** argv) {
   so.encode.zstd_level = o.zstd_level;
   so.threads = o.threads;
   so.pool_nice = 5;  // ingest yields to the threads serving writes and reads
+  // The GPU's batched chain decoder, where there is one (a read never needs
+  // it: without one, or after a CUDA error, chunks decode on the CPU).
+  std::unique_ptr<tpde::ThreadPool> gpu_pool;
+  tpde::GpuChainDecoder* gpu = nullptr;
+  if (o.gpu != "off") {
+    gpu_pool = std::make_unique<tpde::ThreadPool>(o.threads);
+    tpde::GpuDecoderOptions go;
+    go.device = o.gpu == "auto" ? 0 : std::stoi(o.gpu);
+    go.pool = gpu_pool.get();
+    go.log = [](const std::string& line) { fmt::print(stderr, "tpded: gpu: {}\n", line); };
+    std::unique_ptr<tpde::GpuChainDecoder> decoder;
+    tpde::Status gs = tpde::GpuChainDecoder::Open(go, &decoder);
+    if (gs.ok()) {
+      fmt::print(stderr, "tpded: gpu: {} decodes batches of delta-coded chunks\n", decoder->stats().device_name);
+      gpu = decoder.get();
+      so.chain_decoder = std::move(decoder);
+    } else {
+      fmt::print(stderr, "tpded: gpu: {}; decoding on the CPU\n", gs.message());
+    }
+  }
   std::unique_ptr<tpde::Store> store;
   tpde::Status s = tpde::Store::Open(o.store, so, &store);
   if (!s.ok()) return Fail(&detacher, o, s.message());
@@ -258,7 +289,7 @@ int main(int argc, char** argv) {
   s = tpde::Filesystem::Open(store.get(), fo, &fs);
   if (!s.ok()) return Fail(&detacher, o, s.ToString());
 
-  tpde::ControlServer control(store.get(), fs.get());
+  tpde::ControlServer control(store.get(), fs.get(), gpu);
   s = control.Start(o.control_socket);
   if (!s.ok()) return Fail(&detacher, o, s.ToString());
 

@@ -22,6 +22,12 @@ void ChunkCache::Insert(uint64_t object, uint32_t chunk, Chunk data) {
   }
 }
 
+bool ChunkCache::Contains(uint64_t object, uint32_t chunk) const {
+  const Key key{object, chunk};
+  std::lock_guard<std::mutex> lock(mu_);
+  return index_.count(key) != 0 || loading_.count(key) != 0;
+}
+
 ChunkCache::Chunk ChunkCache::GetOrLoad(uint64_t object, uint32_t chunk, const std::function<Chunk()>& load) {
   const Key key{object, chunk};
   std::promise<Chunk> promise;

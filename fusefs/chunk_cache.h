@@ -42,6 +42,9 @@ class ChunkCache {
   // twice). A nullptr from `load` (an error) is returned to all and not cached.
   Chunk GetOrLoad(uint64_t object, uint32_t chunk, const std::function<Chunk()>& load);
 
+  // True if the chunk is cached or being loaded.
+  bool Contains(uint64_t object, uint32_t chunk) const;
+
   uint64_t size_bytes() const;
   uint64_t hits() const;
   uint64_t misses() const;

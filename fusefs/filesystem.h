@@ -144,6 +144,8 @@ class Filesystem {
     uint64_t ingests_done = 0;
     uint64_t ingest_errors = 0;
     uint64_t cache_bytes = 0, cache_hits = 0, cache_misses = 0;
+    uint64_t chunk_decoded_bytes = 0;  // chunks decoded one at a time, on the CPU
+    uint64_t batch_decoded_bytes = 0;  // read-ahead batches given to the store's batched decoder (the GPU's)
   };
   Counters counters();
 
@@ -222,6 +224,10 @@ class Filesystem {
     std::shared_ptr<FileReader> reader;
     uint32_t chunk;
   };
+  // Decodes `jobs` (chunks of one delta-coded file) as one batch of the
+  // store's batched decoder and caches them.
+  void ReadaheadBatch(const std::vector<ReadaheadJob>& jobs);
+  std::atomic<uint64_t> chunk_decoded_bytes_{0}, batch_decoded_bytes_{0};
   std::mutex ra_mu_;
   std::condition_variable ra_cv_;
   std::deque<ReadaheadJob> ra_queue_;

@@ -13,8 +13,9 @@
 namespace tpde {
 
 FileReader::FileReader(rocksdb::DB* db, const ChunkLanes* lanes, const rocksdb::Snapshot* snapshot,
-                       std::vector<std::shared_ptr<const Manifest>> chain, ThreadPool* pool)
-    : db_(db), lanes_(lanes), snapshot_(snapshot), chain_(std::move(chain)), pool_(pool) {}
+                       std::vector<std::shared_ptr<const Manifest>> chain, ThreadPool* pool,
+                       ChainDecoder* decoder)
+    : db_(db), lanes_(lanes), snapshot_(snapshot), chain_(std::move(chain)), pool_(pool), decoder_(decoder) {}
 
 FileReader::~FileReader() {
   if (snapshot_ != nullptr) db_->ReleaseSnapshot(snapshot_);
@@ -37,14 +38,9 @@ Status FileReader::LoadPayload(const Manifest& m, uint32_t c, std::string* paylo
   return Status::OK();
 }
 
-Status FileReader::ReadSegmentChunk(uint32_t segment, uint32_t k, uint8_t* buf, ChunkScratch* scratch) const {
+Status FileReader::ResolveChain(uint32_t segment, uint32_t k, std::vector<Link>* links) const {
   // Walk the chain back to the nearest KEY chunk, remembering each link.
-  struct Link {
-    const Manifest* m;
-    uint32_t chunk;
-  };
-  Link links[64];
-  size_t depth = 0;
+  links->clear();
   const Manifest* m = chain_[0].get();
   uint32_t seg = segment;
   if (seg >= m->segments.size() || k >= m->segments[seg].num_chunks()) {
@@ -55,10 +51,10 @@ Status FileReader::ReadSegmentChunk(uint32_t segment, uint32_t k, uint8_t* buf, 
     const Segment& s = m->segments[seg];
     const uint32_t c = s.first_chunk + k;
     const ChunkRecord& rec = m->chunks[c];
-    if (rec.elem_count != elem_count || depth == std::size(links)) {
+    if (rec.elem_count != elem_count || links->size() == kMaxLinks) {
       return Status::Corruption(fmt::format("object {} chunk {}: chain does not line up", m->object_id, c));
     }
-    links[depth++] = {m, c};
+    links->push_back({m, c});
     if (rec.mode == ChunkMode::kKey) break;
     if (level + 1 >= chain_.size() || s.ref_segment == kNoSegment) {
       return Status::Corruption(fmt::format("object {} chunk {}: delta without reference", m->object_id, c));
@@ -73,14 +69,62 @@ Status FileReader::ReadSegmentChunk(uint32_t segment, uint32_t k, uint8_t* buf, 
     seg = s.ref_segment;
     m = ref;
   }
-  // Decode the keyframe chunk, then apply each delta in place, oldest first.
-  // Every link's payload hash is checked; the content hash of the last one
-  // (this file's chunk) covers the whole chain.
-  std::string payload;
-  for (size_t i = depth; i-- > 0;) {
-    TPDE_RETURN_IF_ERROR(LoadPayload(*links[i].m, links[i].chunk, &payload));
-    Status s = DecodeChunk(links[i].m->chunks[links[i].chunk], payload, buf, scratch, /*check_content=*/i == 0);
-    if (!s.ok()) return s.WithContext(fmt::format("object {} chunk {}", links[i].m->object_id, links[i].chunk));
+  std::reverse(links->begin(), links->end());  // keyframe first
+  return Status::OK();
+}
+
+Status FileReader::FetchChain(uint32_t c, FetchedChain* out) const {
+  const Manifest& m = *chain_[0];
+  if (c >= m.chunks.size()) return Status::InvalidArgument("chunk index out of range");
+  const uint32_t segment = m.chunks[c].segment;
+  TPDE_RETURN_IF_ERROR(ResolveChain(segment, c - m.segments[segment].first_chunk, &out->links));
+  out->payloads.resize(out->links.size());
+  out->chain_links.resize(out->links.size());
+  for (size_t i = 0; i < out->links.size(); ++i) {
+    const Link& l = out->links[i];
+    TPDE_RETURN_IF_ERROR(LoadPayload(*l.m, l.chunk, &out->payloads[i]));
+    out->chain_links[i] = {&l.m->chunks[l.chunk], out->payloads[i]};
+  }
+  return Status::OK();
+}
+
+Status FileReader::ReadSegmentChunk(uint32_t segment, uint32_t k, uint8_t* buf, ChunkScratch* scratch) const {
+  const Manifest& m = *chain_[0];
+  if (segment >= m.segments.size() || k >= m.segments[segment].num_chunks()) {
+    return Status::InvalidArgument(fmt::format("object {}: no chunk {} in segment {}", m.object_id, k, segment));
+  }
+  const uint32_t c = m.segments[segment].first_chunk + k;
+  FetchedChain chain;
+  TPDE_RETURN_IF_ERROR(FetchChain(c, &chain));
+  const ChainRequest request{chain.chain_links.data(), static_cast<uint32_t>(chain.chain_links.size()), buf};
+  Status s = DecodeChain(request, scratch);
+  if (!s.ok()) return s.WithContext(fmt::format("object {} chunk {}", m.object_id, c));
+  return Status::OK();
+}
+
+Status FileReader::ReadChunks(const uint32_t* chunks, size_t n, uint8_t* const* out, ChainDecoder* decoder,
+                              ThreadPool* pool) const {
+  const Manifest& m = *chain_[0];
+  std::vector<FetchedChain> fetched(n);
+  std::vector<Status> statuses(n);
+  // Resolve and fetch on the pool (payload reads are I/O on a cold store),
+  // then decode the whole batch in one call.
+  auto fetch = [&](size_t i, size_t) { statuses[i] = FetchChain(chunks[i], &fetched[i]); };
+  if (pool != nullptr && n > 1) {
+    pool->ParallelFor(n, fetch);
+  } else {
+    for (size_t i = 0; i < n; ++i) fetch(i, 0);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!statuses[i].ok()) return statuses[i].WithContext(fmt::format("object {} chunk {}", m.object_id, chunks[i]));
+  }
+  std::vector<ChainRequest> requests(n);
+  for (size_t i = 0; i < n; ++i) {
+    requests[i] = {fetched[i].chain_links.data(), static_cast<uint32_t>(fetched[i].chain_links.size()), out[i]};
+  }
+  decoder->DecodeBatch(requests.data(), n, statuses.data());
+  for (size_t i = 0; i < n; ++i) {
+    if (!statuses[i].ok()) return statuses[i].WithContext(fmt::format("object {} chunk {}", m.object_id, chunks[i]));
   }
   return Status::OK();
 }
@@ -127,6 +171,15 @@ Status FileReader::ReadChunksParallel(uint64_t offset, uint64_t size, uint8_t* o
   if (m.chunk_file_offset(first) != offset ||
       m.chunk_file_offset(last) + m.chunks[last].content_bytes() != offset + size) {
     return Status::InvalidArgument("parallel read not on chunk boundaries");
+  }
+  if (decoder_ != nullptr) {
+    std::vector<uint32_t> chunks(last - first + 1);
+    std::vector<uint8_t*> outs(chunks.size());
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      chunks[i] = first + static_cast<uint32_t>(i);
+      outs[i] = out + (m.chunk_file_offset(chunks[i]) - offset);
+    }
+    return ReadChunks(chunks.data(), chunks.size(), outs.data(), decoder_, pool);
   }
   std::vector<Status> errors(last - first + 1);
   pool->ParallelFor(errors.size(), [&](size_t i, size_t) {

@@ -7,6 +7,12 @@
 // payload and decoded bytes are checked against their checksums; a mismatch
 // is returned as Corruption and the bytes are never handed out.
 //
+// Chains are resolved and payloads fetched here; the decoding itself is a
+// ChainDecoder's (codec/chain_decoder.h): single chunks are decoded on the
+// calling thread, batches (ReadChunks, ReadChunksParallel, DecodeAll) by the
+// store's batched decoder when it has one (the GPU's), else one chunk per
+// pool task.
+//
 // Thread-safety: Read and ReadChunk may be called concurrently, each caller
 // passing its own ChunkScratch; DecodeAll uses the store's pool.
 #pragma once
@@ -17,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "codec/chain_decoder.h"
 #include "codec/chunk.h"
 #include "codec/status.h"
 #include "store/manifest.h"
@@ -34,9 +41,11 @@ class ThreadPool;
 class FileReader {
  public:
   // `chain[0]` is the file's manifest, chain[i + 1] the reference of
-  // chain[i]. Reads through `snapshot` (released by the reader).
+  // chain[i]. Reads through `snapshot` (released by the reader). `decoder`
+  // (not owned; nullptr: none) decodes batches.
   FileReader(rocksdb::DB* db, const ChunkLanes* lanes, const rocksdb::Snapshot* snapshot,
-             std::vector<std::shared_ptr<const Manifest>> chain, ThreadPool* pool);
+             std::vector<std::shared_ptr<const Manifest>> chain, ThreadPool* pool,
+             ChainDecoder* decoder = nullptr);
   ~FileReader();
   FileReader(const FileReader&) = delete;
   FileReader& operator=(const FileReader&) = delete;
@@ -51,6 +60,13 @@ class FileReader {
 
   // Decodes chunk `c` of segment `segment` (segment-relative chunk number).
   Status ReadSegmentChunk(uint32_t segment, uint32_t k, uint8_t* buf, ChunkScratch* scratch) const;
+
+  // Decodes chunks chunks[0..n) of the file into out[i] (content_bytes() of
+  // chunk chunks[i] each, host memory) as one batch of `decoder`, resolving
+  // chains and fetching payloads on `pool` (nullptr: the calling thread).
+  // Stops at the first error, naming the chunk.
+  Status ReadChunks(const uint32_t* chunks, size_t n, uint8_t* const* out, ChainDecoder* decoder,
+                    ThreadPool* pool) const;
 
   // Copies file bytes [offset, offset + size) into `out`; *read_bytes is less
   // than size only at the end of the file.
@@ -67,6 +83,21 @@ class FileReader {
   Status DecodeAll(uint64_t batch_bytes, const std::function<Status(const uint8_t*, size_t)>& sink) const;
 
  private:
+  // One link of a chunk's chain: chunk `chunk` of manifest `m`.
+  struct Link {
+    const Manifest* m;
+    uint32_t chunk;
+  };
+  static constexpr size_t kMaxLinks = 64;
+  // A chunk's resolved chain and its payloads, ready for a ChainDecoder.
+  struct FetchedChain {
+    std::vector<Link> links;  // keyframe first
+    std::vector<std::string> payloads;
+    std::vector<ChainLink> chain_links;  // views of links and payloads
+  };
+  // The links of chunk k of `segment`, keyframe first.
+  Status ResolveChain(uint32_t segment, uint32_t k, std::vector<Link>* links) const;
+  Status FetchChain(uint32_t c, FetchedChain* out) const;
   Status LoadPayload(const Manifest& m, uint32_t c, std::string* payload) const;
 
   rocksdb::DB* db_;
@@ -74,6 +105,7 @@ class FileReader {
   const rocksdb::Snapshot* snapshot_;
   std::vector<std::shared_ptr<const Manifest>> chain_;
   ThreadPool* pool_;
+  ChainDecoder* decoder_;
 };
 
 }  // namespace tpde

@@ -357,7 +357,7 @@ Status Store::Impl::OpenObjectReader(uint64_t object, std::unique_ptr<FileReader
     db->ReleaseSnapshot(snap);
     return s;
   }
-  reader->reset(new FileReader(db.get(), &lanes, snap, std::move(chain), pool.get()));
+  reader->reset(new FileReader(db.get(), &lanes, snap, std::move(chain), pool.get(), options.chain_decoder.get()));
   return Status::OK();
 }
 

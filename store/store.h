@@ -63,6 +63,7 @@ class FileSystem;
 
 namespace tpde {
 
+class ChainDecoder;
 class FileReader;
 class ThreadPool;
 
@@ -83,6 +84,10 @@ struct StoreOptions {
   // The file system RocksDB writes through (default: the local one). Tests
   // pass a fault-injecting one (tests/fault_fs.h).
   std::shared_ptr<rocksdb::FileSystem> file_system;
+  // Decodes batches of chunks (whole-file reads, read-ahead batches, the
+  // collector's re-encoding): the GPU's (kernels/gpu_chain_decoder.h) when
+  // the daemon has one. nullptr: one chunk per task on the store's pool.
+  std::shared_ptr<ChainDecoder> chain_decoder;
 };
 
 // What one ingest produced. The new version is always a keyframe.

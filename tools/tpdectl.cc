@@ -234,8 +234,11 @@ int CmdFlush(const std::string& store_dir) {
 
 int CmdStats(const std::string& store_dir, const tpde::StoreOptions& opt, const std::string& path, bool json) {
   tpde::StoreStats st;
+  nlohmann::json decode;
   if (DaemonRunning()) {
-    st = tpde::StatsFromJson(Remote({{"cmd", "stats"}, {"path", path}})["stats"]);
+    const nlohmann::json reply = Remote({{"cmd", "stats"}, {"path", path}});
+    st = tpde::StatsFromJson(reply["stats"]);
+    decode = reply.value("decode", nlohmann::json());
   } else {
     auto store = OpenStore(store_dir, false, opt);
     Check(store->Stats(path, &st));
@@ -267,6 +270,17 @@ int CmdStats(const std::string& store_dir, const tpde::StoreOptions& opt, const 
   if (st.garbage_bytes > 0) {
     fmt::print("pending  {:>14} bytes of freed payloads in blob files, not yet reclaimed ({})\n", st.garbage_bytes,
                HumanBytes(double(st.garbage_bytes)));
+  }
+  if (decode.is_object()) {  // reads through the mount since tpded started
+    fmt::print("decoded  {:>14} bytes one chunk at a time on the CPU\n", decode.value("cpu_chunk_bytes", uint64_t{0}));
+    if (decode.contains("gpu")) {
+      fmt::print("decoded  {:>14} bytes on the GPU ({}{}), {} bytes by its CPU fallback\n",
+                 decode.value("gpu_bytes", uint64_t{0}), decode.value("gpu", std::string()),
+                 decode.value("gpu_enabled", false) ? "" : ", off after an error",
+                 decode.value("gpu_cpu_fallback_bytes", uint64_t{0}));
+    } else {
+      fmt::print("decoded  {:>14} no GPU decoder (tpded --gpu)\n", "");
+    }
   }
   return 0;
 }
