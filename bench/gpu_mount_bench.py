@@ -13,6 +13,13 @@ cold, the kernel's pages dropped) and reads checkpoint-1 (the deepest
 chain) and the middle one sequentially in 1 MiB reads. Every read is
 compared by sha256 with the bytes written. Prints GB/s and the daemon's
 decode counters (tpdectl stats).
+
+--loader: also tpde.load_file(device="cuda") (python/tpde, libtpde_client
+from $TPDE_CLIENT_LIB) of the newest and the deepest checkpoint, cold (fresh
+daemon, kernel caches dropped) and warm, against
+safetensors.torch.load_file(device="cuda") of the same bytes in a plain
+directory, hot (page cache) and cold: GB/s of tensor bytes landed in GPU
+memory, and every tensor compared with torch.equal.
 """
 import argparse
 import hashlib
@@ -51,6 +58,8 @@ def main():
     ap.add_argument("--gb", type=float, default=1.0)
     ap.add_argument("--versions", type=int, default=5)
     ap.add_argument("--work", default="/var/tmp/tpde-gpu-bench")
+    ap.add_argument("--loader", action="store_true")
+    ap.add_argument("--skip-reads", action="store_true")
     a = ap.parse_args()
     harness.TPDED, harness.TPDECTL = os.path.abspath(a.tpded), os.path.abspath(a.tpdectl)
     import numpy as np
@@ -77,13 +86,18 @@ def main():
         path = os.path.join(ck, "model.safetensors")
         harness.write_safetensors(path, {k: ("F32", [per], x.tobytes()) for k, x in w.items()})
         digests[v] = harness.sha256(path)
+        if a.loader:
+            os.makedirs(os.path.join(a.work, "plain", "checkpoint-%d" % v))
+            shutil.copyfile(path, os.path.join(a.work, "plain", "checkpoint-%d" % v, "model.safetensors"))
     d.settle()
     print("wrote and settled %d versions of %.2f GB in %.1f s" % (a.versions, a.gb, time.perf_counter() - t0))
     for v in range(1, a.versions + 1):
         print("  checkpoint-%d: chain depth %s" % (v, d.xattr(os.path.join(mnt, "checkpoint-%d" % v, "model.safetensors"), "chain_depth")))
     d.stop()
     results = {}
-    for gpu in ("off", "auto"):
+    if a.loader:
+        results["loader"] = bench_loader(a, store, mnt)
+    for gpu in (() if a.skip_reads else ("off", "auto")):
         for v in (1, (a.versions + 1) // 2, a.versions):
             d = harness.Daemon(store, mnt, ["--gpu", gpu]).start()
             subprocess.run(["sync"])
@@ -103,6 +117,54 @@ def main():
             if not ok:
                 sys.exit(1)
     print(json.dumps(results))
+
+
+def drop_caches():
+    subprocess.run(["sync"])
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def bench_loader(a, store, mnt):
+    import torch
+    import tpde
+    from safetensors.torch import load_file as st_load
+
+    def timed(fn):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn()
+        torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        return out, sum(t.numel() * t.element_size() for t in out.values()) / dt / 1e9
+
+    res = {}
+    torch.zeros(1, device="cuda")  # CUDA context up front
+    for v in (a.versions, 1):
+        plain = os.path.join(a.work, "plain", "checkpoint-%d" % v, "model.safetensors")
+        path = os.path.join(mnt, "checkpoint-%d" % v, "model.safetensors")
+        drop_caches()
+        ref, st_cold = timed(lambda: st_load(plain, device="cuda"))
+        _, st_hot = timed(lambda: st_load(plain, device="cuda"))
+        d = harness.Daemon(store, mnt, ["--gpu", "off"]).start()
+        depth = d.xattr(path, "chain_depth")
+        drop_caches()
+        got, tp_cold = timed(lambda: tpde.load_file(path, device="cuda"))
+        same = sorted(got) == sorted(ref) and all(
+            got[k].dtype == ref[k].dtype and torch.equal(got[k].view(torch.uint8), ref[k].view(torch.uint8)) for k in ref)
+        del got
+        _, tp_warm = timed(lambda: tpde.load_file(path, device="cuda"))
+        d.stop()
+        print("loader checkpoint-%d (depth %s): tpde.load_file cuda cold %.2f GB/s, warm %.2f GB/s; "
+              "safetensors plain dir cold %.2f GB/s, hot %.2f GB/s; %s" %
+              (v, depth, tp_cold, tp_warm, st_cold, st_hot, "identical" if same else "DIFFERENT"))
+        sys.stdout.flush()
+        res["checkpoint-%d" % v] = {"depth": depth, "tpde_cold": tp_cold, "tpde_warm": tp_warm,
+                                    "st_cold": st_cold, "st_hot": st_hot, "identical": same}
+        del ref
+        if not same:
+            sys.exit(1)
+    return res
 
 
 if __name__ == "__main__":

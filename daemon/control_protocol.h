@@ -2,13 +2,20 @@
 //
 // A Unix stream socket (default STORE/control.sock, mode 0660). The client
 // sends one JSON object on one line, {"cmd": C, ...}; the daemon answers one
-// JSON object on one line, {"ok": true, ...} or {"ok": false, "error": "..."},
+// JSON object on one line, {"ok": true, ...} or {"ok": false, "error": "...",
+// "code": N} (N: the Status::Code value),
 // and closes the connection. Commands:
 //   stats  {"path": P}  -> {"stats": StoreStats}
 //   verify              -> {"verify": VerifyReport}
 //   flush               -> {}            (waits until every closed file is committed)
 //   gc                  -> {}            (re-bases and frees deleted references)
 //   status              -> {"status": {...counters...}}
+//   bundle {"path": P}  -> {"bundle_bytes": N, "file_bytes": F, "chain_depth": D}
+//                          plus a sealed memfd of N bytes, passed with the
+//                          reply's first byte (SCM_RIGHTS): the file's chain
+//                          bundle (codec/chain_bundle.h), for the loader
+//                          (client/). A file not committed yet answers
+//                          {"ok": false, "not_committed": true, ...}.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/control_protocol.h"
+#include "store/file_reader.h"
 
 namespace tpde {
 
@@ -91,8 +93,30 @@ void ControlServer::Serve(int conn) {
     if (n <= 0) break;
     line.append(buf, static_cast<size_t>(n));
   }
-  const std::string reply = Handle(line) + "\n";
+  UniqueFd fd;
+  const std::string reply = Handle(line, &fd) + "\n";
   size_t sent = 0;
+  if (fd.get() >= 0) {
+    // The reply's first byte carries the descriptor (SCM_RIGHTS).
+    char control[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{const_cast<char*>(reply.data()), 1};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    const int raw = fd.get();
+    std::memcpy(CMSG_DATA(cm), &raw, sizeof(int));
+    ssize_t n;
+    do {
+      n = ::sendmsg(conn, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    sent = n == 1 ? 1 : reply.size();  // on failure, send nothing more
+  }
   while (sent < reply.size()) {
     ssize_t n = ::send(conn, reply.data() + sent, reply.size() - sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
@@ -102,7 +126,51 @@ void ControlServer::Serve(int conn) {
   ::close(conn);
 }
 
-std::string ControlServer::Handle(const std::string& request_line) {
+// The chain bundle of the file at `path` (codec/chain_bundle.h) in a sealed
+// memfd, for the loader: payloads go through shared memory, not the socket.
+Status ControlServer::Bundle(const std::string& path, Json* reply, UniqueFd* fd) {
+  Inode n;
+  TPDE_RETURN_IF_ERROR(store_->Resolve(path, &n));
+  if (n.type != InodeType::kFile) return Status::InvalidArgument(fmt::format("'{}' is not a file", path));
+  if (fs_->IsSpooled(n.ino) || n.object == 0) {
+    (*reply)["not_committed"] = true;
+    return Status::NotFound(fmt::format("'{}' is not committed yet (still being written or ingested)", path));
+  }
+  std::unique_ptr<FileReader> reader;
+  TPDE_RETURN_IF_ERROR(store_->OpenReader(n.ino, &reader));
+  ChainBundleLayout layout;
+  TPDE_RETURN_IF_ERROR(reader->BundleLayout(&layout));
+  const uint64_t bytes = layout.total_bytes();
+  UniqueFd mem(::memfd_create("tpde-bundle", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (mem.get() < 0 || ::ftruncate(mem.get(), static_cast<off_t>(bytes)) != 0) {
+    return Status::IOError(fmt::format("bundle of {} bytes: {}", bytes, std::strerror(errno)));
+  }
+  // pwrite from the pool's threads: the kernel fills the memfd's pages
+  // directly, with no page faults of a mapping of our own.
+  TPDE_RETURN_IF_ERROR(reader->WriteBundle(
+      layout,
+      [out = mem.get()](uint64_t offset, const void* data, size_t size) -> Status {
+        for (size_t done = 0; done < size;) {
+          ssize_t w = ::pwrite(out, static_cast<const char*>(data) + done, size - done, static_cast<off_t>(offset + done));
+          if (w < 0 && errno == EINTR) continue;
+          if (w <= 0) return Status::IOError(fmt::format("writing the bundle: {}", std::strerror(errno)));
+          done += static_cast<size_t>(w);
+        }
+        return Status::OK();
+      },
+      nullptr));
+  // Sealed: the loader maps what was written, and nobody can change it.
+  if (::fcntl(mem.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    return Status::IOError(fmt::format("sealing the bundle: {}", std::strerror(errno)));
+  }
+  (*reply)["bundle_bytes"] = bytes;
+  (*reply)["file_bytes"] = reader->size();
+  (*reply)["chain_depth"] = reader->chain_depth();
+  *fd = std::move(mem);
+  return Status::OK();
+}
+
+std::string ControlServer::Handle(const std::string& request_line, UniqueFd* fd) {
   Json req = Json::parse(request_line, nullptr, /*allow_exceptions=*/false);
   if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string()) {
     return Json{{"ok", false}, {"error", "malformed request"}}.dump();
@@ -135,6 +203,11 @@ std::string ControlServer::Handle(const std::string& request_line) {
     s = fs_->FlushAll();
   } else if (cmd == "gc") {
     s = store_->CollectGarbage();
+  } else if (cmd == "bundle") {
+    s = Bundle(req.value("path", std::string()), &reply, fd);
+    if (!s.ok() && reply.contains("not_committed")) {
+      return Json{{"ok", false}, {"error", s.ToString()}, {"not_committed", true}}.dump();
+    }
   } else if (cmd == "status") {
     const Filesystem::Counters c = fs_->counters();
     reply["status"] = {{"spooled_files", c.spooled_files}, {"ingests_done", c.ingests_done},
@@ -143,7 +216,7 @@ std::string ControlServer::Handle(const std::string& request_line) {
   } else {
     s = Status::InvalidArgument(fmt::format("unknown command '{}'", cmd));
   }
-  if (!s.ok()) return Json{{"ok", false}, {"error", s.ToString()}}.dump();
+  if (!s.ok()) return Json{{"ok", false}, {"error", s.ToString()}, {"code", static_cast<int>(s.code())}}.dump();
   return reply.dump();
 }
 

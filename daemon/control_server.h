@@ -3,10 +3,14 @@
 // a thread of its own (a flush may wait minutes for ingests).
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <utility>
+
+#include <unistd.h>
 
 #include "codec/status.h"
 #include "fusefs/filesystem.h"
@@ -14,6 +18,27 @@
 #include "store/store.h"
 
 namespace tpde {
+
+// An owned file descriptor (closed on destruction), for replies that pass one.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
 
 class ControlServer {
  public:
@@ -28,7 +53,8 @@ class ControlServer {
  private:
   void Loop();
   void Serve(int conn);
-  std::string Handle(const std::string& request_line);
+  std::string Handle(const std::string& request_line, UniqueFd* fd);
+  Status Bundle(const std::string& path, nlohmann::json* reply, UniqueFd* fd);
 
   Store* store_;
   Filesystem* fs_;

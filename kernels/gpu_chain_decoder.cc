@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -58,8 +60,13 @@ struct GpuChainDecoder::Impl {
   std::mutex mu;  // one pipeline
   std::atomic<bool> enabled{true};
   std::atomic<uint64_t> gpu_bytes{0}, cpu_bytes{0};
+  cudaEvent_t caller_ready = nullptr;  // recorded on the caller's stream (device output)
+
+  Status Run(const ChainRequest* requests, size_t num_in_batch, uint8_t* const* out_dev, cudaStream_t caller_stream,
+             Status* status_out);
 
   ~Impl() {
+    if (caller_ready != nullptr) cudaEventDestroy(caller_ready);
     for (Slot& s : slots) {
       if (s.stream != nullptr) cudaStreamSynchronize(s.stream);
       cudaFreeHost(s.in_host);
@@ -99,6 +106,9 @@ struct GpuChainDecoder::Impl {
   Status Allocate() {
     const size_t max_jobs = options.batch_bytes / kAlign + 1;  // bounds jobs per batch (each has >= 16 bytes of output slot)
     in_bytes = RoundUp(options.staging_bytes);
+    if (cudaError_t err = cudaEventCreateWithFlags(&caller_ready, cudaEventDisableTiming); err != cudaSuccess) {
+      return Status::IOError(fmt::format("GPU event: {}", cudaGetErrorString(err)));
+    }
     for (Slot& s : slots) {
       s.max_jobs = std::min<size_t>(max_jobs, 1 << 16);
       const uint64_t desc_bytes = RoundUp(s.max_jobs * sizeof(gpu::JobDesc));
@@ -248,13 +258,22 @@ struct GpuChainDecoder::Impl {
   }
 
   // Step 2: uploads, runs the kernels, downloads. False on a CUDA error.
-  bool Launch(Slot& s, uint32_t num_jobs, uint32_t max_elems) {
+  bool Launch(Slot& s, uint32_t num_jobs, uint32_t max_elems, uint8_t* const* out_dev) {
     cudaError_t err = cudaMemcpyAsync(s.in_dev, s.in_host, s.staged_bytes, cudaMemcpyHostToDevice, s.stream);
     if (err == cudaSuccess) err = cudaMemsetAsync(s.status_dev, 0, num_jobs * sizeof(uint32_t), s.stream);
     if (err == cudaSuccess) {
       err = gpu::ChainApplyBatch(num_jobs, reinterpret_cast<const gpu::JobDesc*>(s.in_dev),
                                  reinterpret_cast<const gpu::LinkDesc*>(s.in_dev + s.links_offset), s.in_dev, max_elems,
                                  s.status_dev, s.stream);
+    }
+    // Device output: each chunk to its caller's buffer (device to device),
+    // and the batch to the host all the same, for the content check.
+    for (size_t i = 0; out_dev != nullptr && err == cudaSuccess && i < s.planned.size(); ++i) {
+      const Planned& p = s.planned[i];
+      if (p.out_bytes > 0) {
+        err = cudaMemcpyAsync(out_dev[p.request], s.out_dev + p.out_offset, p.out_bytes, cudaMemcpyDeviceToDevice,
+                              s.stream);
+      }
     }
     if (err == cudaSuccess) err = cudaMemcpyAsync(s.out_host, s.out_dev, s.out_used, cudaMemcpyDeviceToHost, s.stream);
     if (err == cudaSuccess) {
@@ -270,7 +289,7 @@ struct GpuChainDecoder::Impl {
 
   // Step 3: waits for the slot, hands out its chunks. False on a CUDA error
   // (nothing handed out).
-  bool Finish(Slot& s, const ChainRequest* requests, Status* status_out) {
+  bool Finish(Slot& s, const ChainRequest* requests, Status* status_out, bool device_out) {
     cudaError_t err = cudaEventSynchronize(s.done);
     if (err != cudaSuccess) {
       Disable(err, "GPU batch");
@@ -286,11 +305,16 @@ struct GpuChainDecoder::Impl {
         st = Status::Corruption("chunk gaps point outside the chunk");
         return;
       }
-      // Copied first, then hashed in the caller's buffer while it is in
-      // cache; on a mismatch the status says the bytes are not the chunk.
+      // Host output: copied first, then hashed in the caller's buffer while
+      // it is in cache; on a mismatch the status says the bytes are not the
+      // chunk. Device output: hashed in the pinned copy.
       const ChunkRecord& last = *r.links[r.num_links - 1].record;
-      if (p.out_bytes > 0) std::memcpy(r.out_host, s.out_host + p.out_offset, p.out_bytes);
-      if (Checksum(r.out_host, p.out_bytes) != last.content_hash) {
+      const uint8_t* check = s.out_host + p.out_offset;
+      if (!device_out) {
+        if (p.out_bytes > 0) std::memcpy(r.out_host, check, p.out_bytes);
+        check = r.out_host;
+      }
+      if (Checksum(check, p.out_bytes) != last.content_hash) {
         st = Status::Corruption("decoded chunk checksum mismatch");
         return;
       }
@@ -300,12 +324,26 @@ struct GpuChainDecoder::Impl {
     return true;
   }
 
-  void DecodeOnCpu(const ChainRequest* requests, const std::vector<size_t>& which, Status* status_out) {
+  void DecodeOnCpu(const ChainRequest* requests, const std::vector<size_t>& which, uint8_t* const* out_dev,
+                   Status* status_out) {
     std::vector<ChainRequest> rs;
     rs.reserve(which.size());
     for (size_t i : which) rs.push_back(requests[i]);
+    std::vector<std::vector<uint8_t>> host;  // device output: decoded here, then copied up
+    if (out_dev != nullptr) {
+      host.resize(rs.size());
+      for (size_t k = 0; k < rs.size(); ++k) {
+        host[k].resize(rs[k].links[rs[k].num_links - 1].record->content_bytes());
+        rs[k].out_host = host[k].data();
+      }
+    }
     std::vector<Status> st(rs.size());
     cpu->DecodeBatch(rs.data(), rs.size(), st.data());
+    for (size_t k = 0; out_dev != nullptr && k < rs.size(); ++k) {
+      if (!st[k].ok() || host[k].empty()) continue;
+      cudaError_t err = cudaMemcpy(out_dev[which[k]], host[k].data(), host[k].size(), cudaMemcpyHostToDevice);
+      if (err != cudaSuccess) st[k] = Status::IOError(fmt::format("copy to the GPU: {}", cudaGetErrorString(err)));
+    }
     uint64_t bytes = 0;
     for (size_t k = 0; k < which.size(); ++k) {
       status_out[which[k]] = st[k];
@@ -353,7 +391,17 @@ GpuDecoderStats GpuChainDecoder::stats() const {
 }
 
 Status GpuChainDecoder::DecodeBatch(const ChainRequest* requests, size_t num_in_batch, Status* status_out) {
-  Impl& im = *impl_;
+  return impl_->Run(requests, num_in_batch, nullptr, nullptr, status_out);
+}
+
+Status GpuChainDecoder::DecodeBatchToDevice(const ChainRequest* requests, size_t num_in_batch,
+                                            uint8_t* const* out_dev, void* stream, Status* status_out) {
+  return impl_->Run(requests, num_in_batch, out_dev, static_cast<cudaStream_t>(stream), status_out);
+}
+
+Status GpuChainDecoder::Impl::Run(const ChainRequest* requests, size_t num_in_batch, uint8_t* const* out_dev,
+                                  cudaStream_t caller_stream, Status* status_out) {
+  Impl& im = *this;
   std::vector<size_t> cpu_side;  // requests the CPU decodes
   std::vector<std::vector<size_t>> batches;
   {
@@ -387,23 +435,50 @@ Status GpuChainDecoder::DecodeBatch(const ChainRequest* requests, size_t num_in_
   if (!batches.empty()) {
     std::lock_guard<std::mutex> lock(im.mu);
     if (cudaSetDevice(im.options.device) != cudaSuccess) im.enabled = false;
+    if (im.enabled && out_dev != nullptr) {
+      // After what the caller queued on its stream (its buffers may be
+      // memory a kernel of its own still uses).
+      cudaError_t err = cudaEventRecord(im.caller_ready, caller_stream);
+      for (Slot& s : im.slots) {
+        if (err == cudaSuccess) err = cudaStreamWaitEvent(s.stream, im.caller_ready, 0);
+      }
+      if (err != cudaSuccess) im.Disable(err, "ordering after the caller's stream");
+    }
     // Pipeline: batch b is staged (zstd on the pool) while the GPU runs
     // b - 1; b - 1 is handed out while the GPU runs b.
     size_t finished = 0;  // batches handed out, in order
     bool ok = im.enabled;
+    using Clock = std::chrono::steady_clock;
+    double stage_s = 0, launch_s = 0, finish_s = 0;
+    auto lap = [](Clock::time_point& t) {
+      const auto now = Clock::now();
+      const double d = std::chrono::duration<double>(now - t).count();
+      t = now;
+      return d;
+    };
     for (size_t b = 0; ok && b < batches.size(); ++b) {
       Slot& s = im.slots[b % 2];
       uint32_t max_elems = 0;
+      auto t = Clock::now();
       im.Stage(s, requests, batches[b], status_out, &max_elems);
-      ok = im.Launch(s, static_cast<uint32_t>(batches[b].size()), max_elems);
+      stage_s += lap(t);
+      ok = im.Launch(s, static_cast<uint32_t>(batches[b].size()), max_elems, out_dev);
+      launch_s += lap(t);
       if (ok && b > 0) {
-        ok = im.Finish(im.slots[(b - 1) % 2], requests, status_out);
+        ok = im.Finish(im.slots[(b - 1) % 2], requests, status_out, out_dev != nullptr);
         if (ok) finished = b;
       }
+      finish_s += lap(t);
     }
     if (ok) {
-      ok = im.Finish(im.slots[(batches.size() - 1) % 2], requests, status_out);
+      auto t = Clock::now();
+      ok = im.Finish(im.slots[(batches.size() - 1) % 2], requests, status_out, out_dev != nullptr);
       if (ok) finished = batches.size();
+      finish_s += lap(t);
+    }
+    if (std::getenv("TPDE_GPU_TRACE") != nullptr) {
+      std::fprintf(stderr, "tpde gpu: %zu batches: staging (zstd, copies, hashes) %.1f ms, launch %.1f ms, "
+                   "waiting + checking %.1f ms\n", batches.size(), stage_s * 1e3, launch_s * 1e3, finish_s * 1e3);
     }
     if (!ok) {
       // A CUDA error: every batch not handed out goes to the CPU.
@@ -413,7 +488,7 @@ Status GpuChainDecoder::DecodeBatch(const ChainRequest* requests, size_t num_in_
       }
     }
   }
-  if (!cpu_side.empty()) im.DecodeOnCpu(requests, cpu_side, status_out);
+  if (!cpu_side.empty()) im.DecodeOnCpu(requests, cpu_side, out_dev, status_out);
   for (size_t i = 0; i < num_in_batch; ++i) TPDE_RETURN_IF_ERROR(status_out[i]);
   return Status::OK();
 }

@@ -69,6 +69,18 @@ class GpuChainDecoder : public ChainDecoder {
   const char* name() const override { return "gpu"; }
   Status DecodeBatch(const ChainRequest* requests, size_t num_in_batch, Status* status_out) override;
 
+  // Decodes into device memory: out_dev[i] (a host array of num_in_batch
+  // device pointers on options.device) receives request i's chunk;
+  // requests[i].out_host is not used. `stream` (a cudaStream_t; nullptr: the
+  // legacy default stream) orders the work after what the caller queued on
+  // it; everything is complete when this returns. Every chunk's content
+  // hash is checked on the host, from a pinned copy of the decoded batch
+  // (one device-to-host copy per GPU batch): a request whose status is not
+  // OK may have had bytes written to out_dev[i], which the caller must not
+  // use. The CPU fallback decodes on the host and copies up.
+  Status DecodeBatchToDevice(const ChainRequest* requests, size_t num_in_batch, uint8_t* const* out_dev,
+                             void* stream, Status* status_out);
+
   GpuDecoderStats stats() const;
 
   struct Impl;

@@ -20,4 +20,8 @@ Status GpuChainDecoder::DecodeBatch(const ChainRequest*, size_t, Status*) {
   return Status::NotSupported("this tpde was built without CUDA");
 }
 
+Status GpuChainDecoder::DecodeBatchToDevice(const ChainRequest*, size_t, uint8_t* const*, void*, Status*) {
+  return Status::NotSupported("this tpde was built without CUDA");
+}
+
 }  // namespace tpde

@@ -14,7 +14,8 @@ for b in build/tests/gpu_chain_decoder_test build/bench/gpu_chain_bench; do
   if [ -x "$b" ]; then cp "$b" "$out/bin/"; fi
 done
 strip "$out/bin/"*
-for bin in "$out"/bin/*; do
+cp -L build/client/libtpde_client.so.0 "$out/lib/"   # the loader; RPATH $ORIGIN
+for bin in "$out"/bin/* "$out"/lib/libtpde_client.so.0; do
   ldd "$bin" | awk '/=> \//{print $3}'
 done | sort -u | while read -r lib; do
   case $(basename "$lib") in

@@ -4,14 +4,15 @@
 # the same under compute-sanitizer (memcheck, racecheck), and
 # bench/gpu_chain_bench. Results go to $OUT (or out/device-gpu).
 # and bench/gpu_mount_bench.py (cold mount reads, --gpu auto vs off).
-# Usage: scripts/device-gpu.sh [test|sanitize|bench|mount]...   (default: all four)
+# and the loader (tests/mount/test_loader.py with CUDA, loader bench).
+# Usage: scripts/device-gpu.sh [test|sanitize|bench|mount|loader]...   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
 results=${OUT:-out/device-gpu}
 mkdir -p "$results"
 export TPDE_TEST_DATA=$PWD/tests/data
-steps=${*:-test sanitize bench mount}
+steps=${*:-test sanitize bench mount loader}
 {
   echo "== machine"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   nproc
@@ -32,6 +33,19 @@ steps=${*:-test sanitize bench mount}
         "$wrap/gpu_chain_bench" --gb 1 --depths 1,4,8 --only apply
         "$wrap/gpu_chain_bench" --gb 8 --depths 1,4,8 --only apply
         "$wrap/gpu_chain_bench" --gb 1 --depths 1,4,8 --only e2e ;;
+      loader)
+        echo "== loader tests (CUDA)"
+        TPDED="$wrap/tpded" TPDECTL="$wrap/tpdectl" TPDE_CLIENT_LIB="$bundle/lib/libtpde_client.so.0" \
+          PYTHONPATH=$PWD/python python3 -W ignore tests/mount/test_loader.py 2>&1 | grep -v "^tpded: note" || true
+        echo "== loader bench (1 GB, 5 versions)"
+        TPDE_CLIENT_LIB="$bundle/lib/libtpde_client.so.0" PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1 \
+          python3 bench/gpu_mount_bench.py --tpded "$wrap/tpded" --tpdectl "$wrap/tpdectl" --gb 1 --versions 5 \
+          --loader --skip-reads ;;
+      trace)
+        echo "== loader bench, traced"
+        TPDE_LOADER_TRACE=1 TPDE_GPU_TRACE=1 TPDE_CLIENT_LIB="$bundle/lib/libtpde_client.so.0" PYTHONPATH=$PWD/python \
+          PYTHONUNBUFFERED=1 python3 bench/gpu_mount_bench.py --tpded "$wrap/tpded" --tpdectl "$wrap/tpdectl" --gb 1 \
+          --versions 5 --loader --skip-reads ;;
       mount)
         echo "== gpu_mount_bench (1 GB, 5 versions)"
         PYTHONUNBUFFERED=1 python3 bench/gpu_mount_bench.py --tpded "$wrap/tpded" --tpdectl "$wrap/tpdectl" --gb 1 --versions 5 ;;

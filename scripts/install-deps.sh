@@ -8,7 +8,7 @@ PACKAGES=(
   libzstd-dev librocksdb-dev libxxhash-dev
   libfmt-dev nlohmann-json3-dev libcli11-dev libspdlog-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  libfuse3-dev fuse3 libsystemd-dev
+  libfuse3-dev fuse3 libsystemd-dev libmount-dev
   clang libclang-rt-14-dev
   python3 python3-numpy python3-torch
   rsync attr

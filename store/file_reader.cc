@@ -88,6 +88,47 @@ Status FileReader::FetchChain(uint32_t c, FetchedChain* out) const {
   return Status::OK();
 }
 
+Status FileReader::BundleLayout(ChainBundleLayout* layout) const {
+  const Manifest& m = *chain_[0];
+  std::vector<Link> links;
+  std::vector<const ChunkRecord*> records;
+  for (uint32_t c = 0; c < m.chunks.size(); ++c) {
+    const uint32_t segment = m.chunks[c].segment;
+    TPDE_RETURN_IF_ERROR(ResolveChain(segment, c - m.segments[segment].first_chunk, &links));
+    records.clear();
+    for (const Link& l : links) records.push_back(&l.m->chunks[l.chunk]);
+    layout->AddChunk(m.chunk_file_offset(c), records.data(), static_cast<uint32_t>(records.size()));
+  }
+  return Status::OK();
+}
+
+Status FileReader::WriteBundle(const ChainBundleLayout& layout, const BundleSink& write, ThreadPool* pool) const {
+  const Manifest& m = *chain_[0];
+  std::vector<uint8_t> tables(layout.tables_bytes());
+  layout.WriteTables(m.file_bytes, tables.data());
+  TPDE_RETURN_IF_ERROR(write(0, tables.data(), tables.size()));
+  std::vector<Status> statuses(layout.num_chunks());
+  auto fetch = [&](size_t c, size_t) {
+    FetchedChain chain;
+    Status s = FetchChain(static_cast<uint32_t>(c), &chain);
+    for (uint32_t l = 0; s.ok() && l < chain.payloads.size(); ++l) {
+      const std::string& p = chain.payloads[l];
+      if (!p.empty()) s = write(layout.PayloadOffset(static_cast<uint32_t>(c), l), p.data(), p.size());
+    }
+    statuses[c] = std::move(s);
+  };
+  if (pool == nullptr) pool = pool_;
+  if (pool != nullptr) {
+    pool->ParallelFor(layout.num_chunks(), fetch);
+  } else {
+    for (size_t c = 0; c < layout.num_chunks(); ++c) fetch(c, 0);
+  }
+  for (size_t c = 0; c < statuses.size(); ++c) {
+    if (!statuses[c].ok()) return statuses[c].WithContext(fmt::format("object {} chunk {}", m.object_id, c));
+  }
+  return Status::OK();
+}
+
 Status FileReader::ReadSegmentChunk(uint32_t segment, uint32_t k, uint8_t* buf, ChunkScratch* scratch) const {
   const Manifest& m = *chain_[0];
   if (segment >= m.segments.size() || k >= m.segments[segment].num_chunks()) {

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "codec/chain_bundle.h"
 #include "codec/chain_decoder.h"
 #include "codec/chunk.h"
 #include "codec/status.h"
@@ -67,6 +68,16 @@ class FileReader {
   // Stops at the first error, naming the chunk.
   Status ReadChunks(const uint32_t* chunks, size_t n, uint8_t* const* out, ChainDecoder* decoder,
                     ThreadPool* pool) const;
+
+  // The file as a ChainBundle (codec/chain_bundle.h), for a decoder in
+  // another process (the loader): BundleLayout resolves every chunk's chain;
+  // WriteBundle hands the tables and every payload to `write` (byte offset
+  // in the bundle, bytes, size; called from the pool's threads at once, for
+  // disjoint ranges), fetching one chunk per task on `pool` (nullptr: the
+  // store's). Stops at the first error of a fetch or of `write`.
+  using BundleSink = std::function<Status(uint64_t offset, const void* data, size_t size)>;
+  Status BundleLayout(ChainBundleLayout* layout) const;
+  Status WriteBundle(const ChainBundleLayout& layout, const BundleSink& write, ThreadPool* pool) const;
 
   // Copies file bytes [offset, offset + size) into `out`; *read_bytes is less
   // than size only at the end of the file.

@@ -1,0 +1,47 @@
+/* The loader's plain C ABI (client/loader.h), for ctypes and other FFIs.
+ *
+ * Every function that can fail returns 0 on success or a non-zero status
+ * code (the values of tpde::Status::Code: 1 not found, 2 corruption,
+ * 3 invalid argument, 4 I/O error, 7 not supported, ...); the message of
+ * the calling thread's last failure is tpde_last_error(). Sizes and offsets
+ * are in bytes. A tpde_file may be used from several threads.
+ */
+#ifndef TPDE_CLIENT_TPDE_C_H_
+#define TPDE_CLIENT_TPDE_C_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tpde_file tpde_file;
+
+/* Opens a committed file of a tpde mount; waits up to wait_seconds for one
+ * still being written (then fails with 1, "not committed"). */
+int tpde_open(const char* path, double wait_seconds, tpde_file** out);
+void tpde_close(tpde_file* f);
+
+uint64_t tpde_file_bytes(const tpde_file* f);
+int tpde_chain_depth(const tpde_file* f);
+
+/* n ranges [offsets[i], offsets[i] + sizes[i]), each on chunk boundaries,
+ * into dst[i]: host memory when device < 0, else device memory of CUDA
+ * device `device`, ordered after `stream` (a cudaStream_t; NULL: default). */
+int tpde_read_ranges(tpde_file* f, size_t n, const uint64_t* offsets, const uint64_t* sizes, void* const* dst,
+                     int device, void* stream);
+
+/* Any range into host memory. */
+int tpde_read_host(tpde_file* f, uint64_t offset, uint64_t size, void* dst);
+
+/* 1 if this library was built with CUDA. */
+int tpde_gpu_compiled(void);
+
+const char* tpde_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TPDE_CLIENT_TPDE_C_H_ */
