@@ -244,7 +244,7 @@ class safe_open:
                 for k in range(start, end):
                     data = self._read_host(offsets[k], sizes[k])
                     host = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-                    target = out[names_by_offset(self, offsets[k])]
+                    target = out[_name_at_offset(self, offsets[k])]
                     target.view(-1).view(torch.uint8).copy_(host.to(target.device))
             else:
                 _check(rc, self._path)
@@ -257,7 +257,7 @@ class safe_open:
         return out
 
 
-def names_by_offset(f, offset):
+def _name_at_offset(f, offset):
     for name, t in f._tensors.items():
         if f._data_start + t["data_offsets"][0] == offset:
             return name
