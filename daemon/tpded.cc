@@ -8,6 +8,8 @@
 // startup errors before detaching. SIGTERM and SIGINT unmount cleanly.
 // Under systemd (Type=notify) READY=1 is sent once the mount is live.
 #include <fcntl.h>
+#include <libmount/libmount.h>
+#include <sys/sysmacros.h>
 #include <fmt/format.h>
 #include <malloc.h>
 #include <sys/prctl.h>
@@ -64,20 +66,27 @@ struct Options {
 // The budget stays well below the system's dirty limit (and the daemon is an
 // I/O flusher where the kernel lets it, see MarkIoFlusher), so its own writes
 // to the spool are not held back by the dirty pages it is writing back.
-void TuneMountBdi(const std::string& mount, uint64_t mb) {
+//
+// `target`: the mount point as mountinfo spells it (canonical), computed
+// before mounting: resolving it now would stat the mount point, a FUSE
+// request to this very daemon, whose session loop is not running yet.
+void TuneMountBdi(const std::string& target, uint64_t mb) {
   if (mb == 0) {
     const uint64_t ram_mb = uint64_t(::sysconf(_SC_PHYS_PAGES)) * uint64_t(::sysconf(_SC_PAGESIZE)) >> 20;
     mb = std::min<uint64_t>(1024, ram_mb / 20);
   }
-  // The mount's device number, from mountinfo: a stat() of the mount point
-  // would wait for this very daemon, whose session loop is not running yet.
-  std::ifstream info("/proc/self/mountinfo");
-  std::string line, device;
-  while (std::getline(info, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, point;
-    fields >> id >> parent >> dev >> root >> point;
-    if (point == mount) device = dev;  // the last match is the newest mount
+  // The mount's device number, from mountinfo (libmount: it unescapes mount
+  // points with spaces), not from a stat() of the mount point (see above).
+  std::string device;
+  if (libmnt_table* table = mnt_new_table(); table != nullptr) {
+    if (mnt_table_parse_file(table, "/proc/self/mountinfo") == 0) {
+      // The newest mount on that point is the last one.
+      if (libmnt_fs* fs = mnt_table_find_target(table, target.c_str(), MNT_ITER_BACKWARD); fs != nullptr) {
+        const dev_t dev = mnt_fs_get_devno(fs);
+        device = fmt::format("{}:{}", major(dev), minor(dev));
+      }
+    }
+    mnt_unref_table(table);
   }
   if (device.empty()) return;
   const std::string bdi = "/sys/class/bdi/" + device + "/";
@@ -250,6 +259,7 @@ int main(int argc, char** argv) {
   if (!o.foreground && !sd_notify(0, "STATUS=starting")) detacher.Detach();  // not under systemd: detach
 
   if (std::string why = CheckMountPoint(o.mount, o.nonempty); !why.empty()) return Fail(&detacher, o, why);
+  const std::string mount_target = std::filesystem::canonical(o.mount, ec).string();  // before it is a mount
   tpde::StoreOptions so;
   so.max_chain_depth = o.chain_depth;
   so.encode.zstd_level = o.zstd_level;
@@ -321,7 +331,7 @@ int main(int argc, char** argv) {
   if (!MarkIoFlusher()) {
     fmt::print(stderr, "tpded: note: not an I/O flusher ({}); write-back budget kept small\n", std::strerror(errno));
   }
-  TuneMountBdi(o.mount, o.writeback_buffer_mb);
+  TuneMountBdi(mount_target, o.writeback_buffer_mb);
   fmt::print(stderr, "tpded: serving '{}' on '{}'\n", o.store, o.mount);
   detacher.Report("ok", o.log_file);
   sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s", o.store.c_str(), o.mount.c_str());

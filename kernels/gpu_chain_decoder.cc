@@ -157,7 +157,6 @@ struct GpuChainDecoder::Impl {
     const uint64_t desc_bytes = RoundUp(s.max_jobs * sizeof(gpu::JobDesc));
     auto* jobs = reinterpret_cast<gpu::JobDesc*>(s.in_host);
     std::vector<gpu::LinkDesc> links;
-    std::vector<uint64_t> first_offset(batch.size());  // staging offset of each request's first link
     uint64_t offset = 0, out_offset = 0;
     *max_elems = 0;
     for (size_t j = 0; j < batch.size(); ++j) {
@@ -171,7 +170,6 @@ struct GpuChainDecoder::Impl {
       job.elem_count = last.elem_count;
       job.width = last.width;
       *max_elems = std::max(*max_elems, last.elem_count);
-      first_offset[j] = offset;
       for (uint32_t l = 0; l < r.num_links; ++l) {
         const ChunkRecord& rec = *r.links[l].record;
         gpu::LinkDesc d;
