@@ -121,7 +121,9 @@ Status ParseChainBundle(std::string_view bytes, ParsedChainBundle* out) {
         k.file_offset != expect) {
       return Status::Corruption(fmt::format("chain bundle: chunk {} out of bounds or order", c));
     }
-    TPDE_RETURN_IF_ERROR(CheckChainRequest(p.Request(c, nullptr)).WithContext(fmt::format("chain bundle chunk {}", c)));
+    if (Status chain = CheckChainRequest(p.Request(c, nullptr)); !chain.ok()) {
+      return Status::Corruption(fmt::format("chain bundle chunk {}: {}", c, chain.message()));
+    }
     k.content_bytes = p.records[k.first_link + k.num_links - 1].content_bytes();
     expect += k.content_bytes;
   }
