@@ -103,14 +103,23 @@ struct GpuChainDecoder::Impl {
     }
   }
 
-  Status Allocate() {
-    const size_t max_jobs = options.batch_bytes / kAlign + 1;  // bounds jobs per batch (each has >= 16 bytes of output slot)
+  // Sizes of the batches (no CUDA calls).
+  void Plan() {
+    const size_t max_jobs = options.batch_bytes / kAlign + 1;  // each job has >= 16 bytes of output slot
     in_bytes = RoundUp(options.staging_bytes);
+    for (Slot& s : slots) s.max_jobs = std::min<size_t>(max_jobs, 1 << 16);
+  }
+
+  // The buffers and streams, at the first GPU batch (mu held): a daemon
+  // whose reads never reach the GPU (the newest checkpoint is a keyframe)
+  // never takes pinned or device memory from the training job.
+  bool allocated = false;
+  Status Allocate() {
+    allocated = true;
     if (cudaError_t err = cudaEventCreateWithFlags(&caller_ready, cudaEventDisableTiming); err != cudaSuccess) {
       return Status::IOError(fmt::format("GPU event: {}", cudaGetErrorString(err)));
     }
     for (Slot& s : slots) {
-      s.max_jobs = std::min<size_t>(max_jobs, 1 << 16);
       const uint64_t desc_bytes = RoundUp(s.max_jobs * sizeof(gpu::JobDesc));
       cudaError_t err = cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking);
       if (err == cudaSuccess) err = cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming);
@@ -374,7 +383,7 @@ Status GpuChainDecoder::Open(const GpuDecoderOptions& options, std::unique_ptr<G
   impl->options = options;
   impl->cpu = NewCpuChainDecoder(options.pool);
   impl->device_name = prop.name;
-  TPDE_RETURN_IF_ERROR(impl->Allocate());
+  impl->Plan();
   out->reset(new GpuChainDecoder(std::move(impl)));
   return Status::OK();
 }
@@ -433,6 +442,12 @@ Status GpuChainDecoder::Impl::Run(const ChainRequest* requests, size_t num_in_ba
   if (!batches.empty()) {
     std::lock_guard<std::mutex> lock(im.mu);
     if (cudaSetDevice(im.options.device) != cudaSuccess) im.enabled = false;
+    if (im.enabled && !im.allocated) {
+      if (Status a = im.Allocate(); !a.ok()) {
+        im.Log(a.ToString() + "; reads go on on the CPU");
+        im.enabled = false;
+      }
+    }
     if (im.enabled && out_dev != nullptr) {
       // After what the caller queued on its stream (its buffers may be
       // memory a kernel of its own still uses).
@@ -479,8 +494,10 @@ Status GpuChainDecoder::Impl::Run(const ChainRequest* requests, size_t num_in_ba
                    "waiting + checking %.1f ms\n", batches.size(), stage_s * 1e3, launch_s * 1e3, finish_s * 1e3);
     }
     if (!ok) {
-      // A CUDA error: every batch not handed out goes to the CPU.
-      for (Slot& s : im.slots) cudaStreamSynchronize(s.stream);
+      // A CUDA error (or no buffers): every batch not handed out goes to the CPU.
+      for (Slot& s : im.slots) {
+        if (s.stream != nullptr) cudaStreamSynchronize(s.stream);
+      }
       for (size_t b = finished; b < batches.size(); ++b) {
         cpu_side.insert(cpu_side.end(), batches[b].begin(), batches[b].end());
       }

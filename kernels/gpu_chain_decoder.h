@@ -24,8 +24,9 @@
 // decoder's lifetime. A read never fails because of the GPU.
 //
 // Memory: 2 x (staging_bytes + batch_bytes) of pinned host memory and as
-// much device memory, allocated once at creation (a pooled workspace, no
-// allocation per batch).
+// much device memory, allocated once, at the first GPU batch (a pooled
+// workspace, no allocation per batch; nothing until a batch needs the GPU).
+// If it cannot be allocated, the CPU decodes (logged once).
 //
 // Thread-safety: DecodeBatch may be called from several threads; GPU batches
 // are serialised (one pipeline per decoder).
@@ -61,7 +62,7 @@ struct GpuDecoderStats {
 class GpuChainDecoder : public ChainDecoder {
  public:
   // NotSupported when the build has no CUDA or the machine no usable device
-  // (the message says which); IOError when its buffers cannot be allocated.
+  // (the message says which).
   static Status Open(const GpuDecoderOptions& options, std::unique_ptr<GpuChainDecoder>* out);
 
   ~GpuChainDecoder() override;
