@@ -37,6 +37,8 @@ steps=${*:-test sanitize bench mount loader}
         echo "== loader tests (CUDA)"
         TPDED="$wrap/tpded" TPDECTL="$wrap/tpdectl" TPDE_CLIENT_LIB="$bundle/lib/libtpde_client.so.0" \
           PYTHONPATH=$PWD/python python3 -W ignore tests/mount/test_loader.py 2>&1 | grep -v "^tpded: note" || true
+        TPDED="$wrap/tpded" TPDECTL="$wrap/tpdectl" TPDE_CLIENT_LIB="$bundle/lib/libtpde_client.so.0" \
+          PYTHONPATH=$PWD/python python3 -W ignore tests/mount/test_loader_cuda.py 2>&1 | grep -v "^tpded: note" || true
         echo "== loader bench (1 GB, 5 versions)"
         TPDE_CLIENT_LIB="$bundle/lib/libtpde_client.so.0" PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1 \
           python3 bench/gpu_mount_bench.py --tpded "$wrap/tpded" --tpdectl "$wrap/tpdectl" --gb 1 --versions 5 \
