@@ -6,11 +6,12 @@ import os
 import unittest
 
 import harness
-from test_loader import CUDA, LoaderTest, st_torch, tensor_bytes, torch, tpde  # noqa: F401
+import test_loader as base  # the module, not its classes: their CPU tests run in test_loader.py
+from test_loader import CUDA, st_torch, tensor_bytes, torch, tpde  # noqa: F401
 
 
 @unittest.skipUnless(CUDA, "no CUDA device (the GPU loader tests run on the GPU machine)")
-class CudaLoaderTest(LoaderTest):
+class CudaLoaderTest(base.LoaderTest):
     # Only the tests below (the CPU ones run in test_loader.py).
     test_load_file_cpu_equals_the_mount_for_every_series = None
     test_safe_open_keys_metadata_and_slices = None
