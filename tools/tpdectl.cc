@@ -279,7 +279,7 @@ int CmdStats(const std::string& store_dir, const tpde::StoreOptions& opt, const 
                  decode.value("gpu_enabled", false) ? "" : ", off after an error",
                  decode.value("gpu_cpu_fallback_bytes", uint64_t{0}));
     } else {
-      fmt::print("decoded  {:>14} no GPU decoder (tpded --gpu)\n", "");
+      fmt::print("decoded  {:>14} nothing on a GPU: --gpu off, or no usable CUDA device (the daemon log says which)\n", "");
     }
   }
   return 0;
