@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 #include <libmount/libmount.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "codec/chain_bundle.h"
@@ -73,9 +76,39 @@ Status FindMount(const std::string& path, std::string* mount_point, std::string*
   return s;
 }
 
-// One request on the control socket; the reply's descriptor, if any, goes
-// to *fd (owned by the caller).
-Status Call(const std::string& socket_path, const Json& request, Json* reply, int* fd) {
+// An owned descriptor.
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  void reset(int f = -1) {
+    if (fd >= 0) ::close(fd);
+    fd = f;
+  }
+};
+
+// A field of the daemon's reply, of the expected type (or `fallback`):
+// never an exception out of the library.
+template <typename T>
+T Field(const Json& j, const char* key, T fallback) {
+  auto it = j.find(key);
+  if (it == j.end()) return fallback;
+  if constexpr (std::is_same_v<T, bool>) {
+    return it->is_boolean() ? it->get<bool>() : fallback;
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return it->is_string() ? it->get<std::string>() : fallback;
+  } else {
+    return it->is_number_integer() ? it->get<T>() : fallback;
+  }
+}
+
+// One request on the control socket, passing `send_fd` (>= 0) with it; the
+// reply's descriptor, if any, goes to *fd (owned by the caller, also on
+// failure).
+Status Call(const std::string& socket_path, const Json& request, int send_fd, Json* reply, int* fd) {
   *fd = -1;
   const int sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (sock < 0) return Status::IOError(fmt::format("socket: {}", std::strerror(errno)));
@@ -94,7 +127,32 @@ Status Call(const std::string& socket_path, const Json& request, Json* reply, in
                                        std::strerror(err)));
   }
   const std::string line = request.dump() + "\n";
-  for (size_t sent = 0; sent < line.size();) {
+  size_t sent = 0;
+  if (send_fd >= 0) {
+    // The request's first byte carries the descriptor (SCM_RIGHTS).
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    iovec iov{const_cast<char*>(line.data()), 1};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &send_fd, sizeof(int));
+    ssize_t n;
+    do {
+      n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) {
+      ::close(sock);
+      return Status::IOError(fmt::format("control socket: {}", std::strerror(errno)));
+    }
+    sent = 1;
+  }
+  while (sent < line.size()) {
     ssize_t n = ::send(sock, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
@@ -105,7 +163,7 @@ Status Call(const std::string& socket_path, const Json& request, Json* reply, in
   }
   std::string text;
   char buf[65536];
-  char control[CMSG_SPACE(sizeof(int))];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
   while (text.find('\n') == std::string::npos) {
     iovec iov{buf, sizeof(buf)};
     msghdr msg{};
@@ -117,13 +175,24 @@ Status Call(const std::string& socket_path, const Json& request, Json* reply, in
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-      if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && *fd < 0) std::memcpy(fd, CMSG_DATA(cm), sizeof(int));
+      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+      int got;
+      std::memcpy(&got, CMSG_DATA(cm), sizeof(int));
+      if (*fd < 0) {
+        *fd = got;
+      } else {
+        ::close(got);
+      }
     }
     text.append(buf, static_cast<size_t>(n));
   }
   ::close(sock);
   *reply = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (reply->is_discarded() || !reply->is_object()) return Status::IOError("malformed reply from the tpde daemon");
+  if (reply->is_discarded() || !reply->is_object()) {
+    if (*fd >= 0) ::close(*fd);
+    *fd = -1;
+    return Status::IOError("malformed reply from the tpde daemon");
+  }
   return Status::OK();
 }
 
@@ -207,41 +276,57 @@ Status LoadedFile::Open(const std::string& path, const LoaderOptions& options, s
   TPDE_RETURN_IF_ERROR(FindMount(path, &mount_point, &store));
   const char* env = std::getenv("TPDE_CONTROL_SOCKET");
   const std::string socket_path = env != nullptr ? env : (std::filesystem::path(store) / "control.sock").string();
-  std::error_code ec;
-  const std::string real = std::filesystem::weakly_canonical(std::filesystem::absolute(path), ec).string();
-  const std::string rel = std::filesystem::relative(real, mount_point, ec).string();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(options.wait_seconds);
   Json reply;
-  int fd = -1;
+  Fd bundle;
   auto t0 = Clock::now();
   while (true) {
-    TPDE_RETURN_IF_ERROR(Call(socket_path, Json{{"cmd", "bundle"}, {"path", rel == "." ? "" : rel}}, &reply, &fd));
-    if (reply.value("ok", false)) break;
-    if (fd >= 0) ::close(fd);
-    const std::string error = reply.value("error", std::string("unknown error"));
-    if (reply.value("not_committed", false)) {
+    // The file, opened for reading through the mount, goes with the request:
+    // the kernel checks our permissions at this open, and the daemon serves
+    // the inode it names (a rename meanwhile cannot swap files).
+    Fd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (file.fd < 0) {
+      const int err = errno;
+      if (err == ENOENT) return Status::NotFound(fmt::format("'{}': no such file", path));
+      return Status::IOError(fmt::format("'{}': {}", path, std::strerror(err)));
+    }
+    int got = -1;
+    TPDE_RETURN_IF_ERROR(Call(socket_path, Json{{"cmd", "bundle"}, {"path", path}}, file.fd, &reply, &got));
+    bundle.reset(got);
+    if (Field(reply, "ok", false)) break;
+    const std::string error = Field(reply, "error", std::string("unknown error"));
+    if (Field(reply, "not_committed", false)) {
       if (std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         continue;
       }
       return Status::NotFound(fmt::format("{} (waited {} s)", error, options.wait_seconds));
     }
-    if (reply.value("code", 0) == static_cast<int>(Status::Code::kNotFound)) {
+    if (Field(reply, "code", 0) == static_cast<int>(Status::Code::kNotFound)) {
       return Status::NotFound(fmt::format("'{}': no such file in the store", path));
     }
     return Status::IOError(fmt::format("'{}': {}", path, error));
   }
-  if (fd < 0) return Status::IOError("the tpde daemon sent no bundle");
-  Trace("bundle from the daemon", t0, reply.value("bundle_bytes", uint64_t{0}));
+  if (bundle.fd < 0) return Status::IOError("the tpde daemon sent no bundle");
+  const uint64_t bundle_bytes = Field(reply, "bundle_bytes", uint64_t{0});
+  // What we map must be what the reply says, and sealed: nobody can shrink
+  // it under our mapping (SIGBUS) or change it while we decode.
+  struct stat st;
+  const int seals = ::fcntl(bundle.fd, F_GET_SEALS);
+  const int needed = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+  if (::fstat(bundle.fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != bundle_bytes || seals < 0 ||
+      (seals & needed) != needed) {
+    return Status::IOError("the tpde daemon sent a bundle that is not a sealed memfd of the size it announced");
+  }
+  Trace("bundle from the daemon", t0, bundle_bytes);
   t0 = Clock::now();
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  impl->map_bytes = reply.value("bundle_bytes", uint64_t{0});
-  impl->chain_depth = reply.value("chain_depth", 0);
+  impl->map_bytes = bundle_bytes;
+  impl->chain_depth = Field(reply, "chain_depth", 0);
   // Not populated here: the decoder's threads fault the pages in as they
   // stage them, in parallel.
-  void* map = ::mmap(nullptr, std::max<uint64_t>(impl->map_bytes, 1), PROT_READ, MAP_SHARED, fd, 0);
-  ::close(fd);
+  void* map = ::mmap(nullptr, std::max<uint64_t>(impl->map_bytes, 1), PROT_READ, MAP_SHARED, bundle.fd, 0);
   if (map == MAP_FAILED) return Status::IOError(fmt::format("mapping the bundle: {}", std::strerror(errno)));
   impl->map = static_cast<uint8_t*>(map);
   Trace("bundle mapped", t0, impl->map_bytes);

@@ -4,16 +4,18 @@
 //
 // Open finds the mount that holds `path` (libmount over
 // /proc/self/mountinfo: a "fuse.tpde" mount whose source is tpde:STORE),
-// asks its daemon on STORE/control.sock (or $TPDE_CONTROL_SOCKET) for the
-// file's chain bundle (codec/chain_bundle.h), which arrives as a sealed
-// memfd (daemon/control_protocol.h "bundle"), and maps it. Reads then decode
+// opens the file for reading through the mount (so the kernel checks the
+// caller's permissions), passes that descriptor to its daemon on
+// STORE/control.sock (or $TPDE_CONTROL_SOCKET) and gets the file's chain
+// bundle (codec/chain_bundle.h) back as a sealed memfd
+// (daemon/control_protocol.h "bundle"), which it maps. Reads then decode
 // in this process: zstd on this process's CPU threads, and, for GPU
 // destinations, the later stages on the GPU (kernels/gpu_chain_decoder.h),
 // pipelined with pinned host-to-device copies. The daemon needs no GPU.
 //
 // Errors (Status, never exceptions): InvalidArgument "not in a tpde mount";
-// IOError "the tpde daemon of STORE is not running"; NotFound for a missing
-// file; NotFound with "not committed" when the file is still being written
+// IOError "the tpde daemon of STORE is not running", or with the errno
+// text of the open ("Permission denied"); NotFound for a missing file; NotFound with "not committed" when the file is still being written
 // or ingested after `wait_seconds` (Open polls every 50 ms until then);
 // Corruption for a chunk that fails its checksums (nothing of it is
 // returned); NotSupported for a GPU read where there is no usable GPU.

@@ -4,7 +4,9 @@
  * code (the values of tpde::Status::Code: 1 not found, 2 corruption,
  * 3 invalid argument, 4 I/O error, 7 not supported, ...); the message of
  * the calling thread's last failure is tpde_last_error(). Sizes and offsets
- * are in bytes. A tpde_file may be used from several threads.
+ * are in bytes. A tpde_file may be used from several threads, but not
+ * after (or while) tpde_close frees it. A NULL tpde_file is refused with
+ * 3 (invalid argument); tpde_file_bytes of NULL is 0, tpde_chain_depth -1.
  */
 #ifndef TPDE_CLIENT_TPDE_C_H_
 #define TPDE_CLIENT_TPDE_C_H_
@@ -19,7 +21,9 @@ extern "C" {
 typedef struct tpde_file tpde_file;
 
 /* Opens a committed file of a tpde mount; waits up to wait_seconds for one
- * still being written (then fails with 1, "not committed"). */
+ * still being written (then fails with 1, "not committed"). The file is
+ * opened for reading through the mount (the kernel checks permissions) and
+ * its chunks come from the daemon in shared memory, held until tpde_close. */
 int tpde_open(const char* path, double wait_seconds, tpde_file** out);
 void tpde_close(tpde_file* f);
 

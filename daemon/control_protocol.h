@@ -14,8 +14,14 @@
 //                          plus a sealed memfd of N bytes, passed with the
 //                          reply's first byte (SCM_RIGHTS): the file's chain
 //                          bundle (codec/chain_bundle.h), for the loader
-//                          (client/). A file not committed yet answers
-//                          {"ok": false, "not_committed": true, ...}.
+//                          (client/). The request must carry, with its
+//                          first byte (SCM_RIGHTS), a descriptor of the file
+//                          opened for reading through this daemon's mount:
+//                          the kernel has checked the caller's permissions
+//                          at that open, so the bundle is sent for that
+//                          inode only (P is for messages). A file not
+//                          committed yet answers {"ok": false,
+//                          "not_committed": true, ...}.
 #pragma once
 
 #include <nlohmann/json.hpp>

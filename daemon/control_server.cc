@@ -87,14 +87,36 @@ void ControlServer::Loop() {
 void ControlServer::Serve(int conn) {
   std::string line;
   char buf[4096];
+  UniqueFd in;  // the descriptor the request carries (bundle), if any
   while (line.find('\n') == std::string::npos && line.size() < (1 << 20)) {
-    ssize_t n = ::read(conn, buf, sizeof(buf));
+    iovec iov{buf, sizeof(buf)};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    ssize_t n = ::recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
+    for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+      const size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+        if (in.get() < 0) {
+          in.reset(fd);
+        } else {
+          ::close(fd);  // one descriptor per request; extras are dropped
+        }
+      }
+    }
     line.append(buf, static_cast<size_t>(n));
   }
   UniqueFd fd;
-  const std::string reply = Handle(line, &fd) + "\n";
+  const std::string reply = Handle(line, in.get(), &fd) + "\n";
+  in.reset();
   size_t sent = 0;
   if (fd.get() >= 0) {
     // The reply's first byte carries the descriptor (SCM_RIGHTS).
@@ -126,11 +148,27 @@ void ControlServer::Serve(int conn) {
   ::close(conn);
 }
 
-// The chain bundle of the file at `path` (codec/chain_bundle.h) in a sealed
-// memfd, for the loader: payloads go through shared memory, not the socket.
-Status ControlServer::Bundle(const std::string& path, Json* reply, UniqueFd* fd) {
+// The chain bundle of the file open as `file_fd` in a sealed memfd, for the
+// loader: payloads go through shared memory, not the socket. The descriptor
+// is the caller's proof of access: opened for reading on this mount, so the
+// kernel checked its permissions (default_permissions) at open.
+Status ControlServer::Bundle(const std::string& path, int file_fd, Json* reply, UniqueFd* fd) {
+  if (file_fd < 0) {
+    return Status::InvalidArgument("bundle: the request carries no descriptor of the file (open it for reading "
+                                   "through the mount and pass it with SCM_RIGHTS)");
+  }
+  struct stat st;
+  if (::fstat(file_fd, &st) != 0) return Status::IOError(fmt::format("bundle: fstat: {}", std::strerror(errno)));
+  const uint64_t mount_device = mount_device_.load();
+  if (mount_device == 0 || static_cast<uint64_t>(st.st_dev) != mount_device) {
+    return Status::InvalidArgument(fmt::format("'{}': the descriptor passed is not a file of this tpde mount", path));
+  }
+  const int flags = ::fcntl(file_fd, F_GETFL);
+  if (flags < 0 || (flags & O_ACCMODE) == O_WRONLY || (flags & O_PATH) != 0) {
+    return Status::InvalidArgument(fmt::format("'{}': the descriptor passed is not open for reading", path));
+  }
   Inode n;
-  TPDE_RETURN_IF_ERROR(store_->Resolve(path, &n));
+  TPDE_RETURN_IF_ERROR(store_->GetInode(st.st_ino, &n));
   if (n.type != InodeType::kFile) return Status::InvalidArgument(fmt::format("'{}' is not a file", path));
   if (fs_->IsSpooled(n.ino) || n.object == 0) {
     (*reply)["not_committed"] = true;
@@ -170,17 +208,23 @@ Status ControlServer::Bundle(const std::string& path, Json* reply, UniqueFd* fd)
   return Status::OK();
 }
 
-std::string ControlServer::Handle(const std::string& request_line, UniqueFd* fd) {
+std::string ControlServer::Handle(const std::string& request_line, int in, UniqueFd* fd) {
   Json req = Json::parse(request_line, nullptr, /*allow_exceptions=*/false);
   if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string()) {
     return Json{{"ok", false}, {"error", "malformed request"}}.dump();
   }
   const std::string cmd = req["cmd"];
+  // A string field of the request ("" when missing or not a string: never
+  // an exception out of the request's thread).
+  auto field = [&req](const char* key) {
+    auto it = req.find(key);
+    return it != req.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
   Json reply{{"ok", true}};
   Status s;
   if (cmd == "stats") {
     StoreStats st;
-    s = store_->Stats(req.value("path", std::string()), &st);
+    s = store_->Stats(field("path"), &st);
     if (s.ok()) {
       reply["stats"] = StatsToJson(st);
       // Which path reconstructed the chunks read through the mount.
@@ -204,7 +248,7 @@ std::string ControlServer::Handle(const std::string& request_line, UniqueFd* fd)
   } else if (cmd == "gc") {
     s = store_->CollectGarbage();
   } else if (cmd == "bundle") {
-    s = Bundle(req.value("path", std::string()), &reply, fd);
+    s = Bundle(field("path"), in, &reply, fd);
     if (!s.ok() && reply.contains("not_committed")) {
       return Json{{"ok", false}, {"error", s.ToString()}, {"not_committed", true}}.dump();
     }

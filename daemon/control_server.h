@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -50,15 +51,23 @@ class ControlServer {
   Status Start(const std::string& socket_path);
   void Stop();
 
+  // The device number of the FUSE mount this daemon serves (from
+  // mountinfo), set once mounted: `bundle` serves only descriptors of files
+  // on it. Until then `bundle` is refused. Thread-safe.
+  void set_mount_device(uint64_t dev) { mount_device_.store(dev); }
+
  private:
   void Loop();
   void Serve(int conn);
-  std::string Handle(const std::string& request_line, UniqueFd* fd);
-  Status Bundle(const std::string& path, nlohmann::json* reply, UniqueFd* fd);
+  // `in`: the descriptor the request carried (-1: none); `out`: the one
+  // the reply passes.
+  std::string Handle(const std::string& request_line, int in, UniqueFd* out);
+  Status Bundle(const std::string& path, int file_fd, nlohmann::json* reply, UniqueFd* fd);
 
   Store* store_;
   Filesystem* fs_;
   GpuChainDecoder* gpu_;
+  std::atomic<uint64_t> mount_device_{0};
   std::string path_;
   int listen_fd_ = -1;
   int stop_pipe_[2] = {-1, -1};

@@ -56,6 +56,25 @@ struct Options {
   std::string gpu = "auto";          // auto | off | device index
 };
 
+// The device number of the newest mount on `target` (0 if none), from
+// mountinfo (libmount: it unescapes mount points with spaces), not from a
+// stat() of the mount point: that would be a FUSE request to this very
+// daemon, whose session loop is not running yet. `target`: the mount point
+// as mountinfo spells it (canonical), computed before mounting.
+dev_t MountDevice(const std::string& target) {
+  dev_t dev = 0;
+  if (libmnt_table* table = mnt_new_table(); table != nullptr) {
+    if (mnt_table_parse_file(table, "/proc/self/mountinfo") == 0) {
+      // The newest mount on that point is the last one.
+      if (libmnt_fs* fs = mnt_table_find_target(table, target.c_str(), MNT_ITER_BACKWARD); fs != nullptr) {
+        dev = mnt_fs_get_devno(fs);
+      }
+    }
+    mnt_unref_table(table);
+  }
+  return dev;
+}
+
 // Tunes the kernel's per-mount (bdi) limits. Write-back: lets the kernel
 // buffer up to `mb` MiB of writes to the mount before it
 // throttles the writer to the daemon's pace. FUSE mounts start with a 1%
@@ -66,29 +85,14 @@ struct Options {
 // The budget stays well below the system's dirty limit (and the daemon is an
 // I/O flusher where the kernel lets it, see MarkIoFlusher), so its own writes
 // to the spool are not held back by the dirty pages it is writing back.
-//
-// `target`: the mount point as mountinfo spells it (canonical), computed
-// before mounting: resolving it now would stat the mount point, a FUSE
-// request to this very daemon, whose session loop is not running yet.
-void TuneMountBdi(const std::string& target, uint64_t mb) {
+// `dev`: the mount's device number (MountDevice).
+void TuneMountBdi(dev_t dev, uint64_t mb) {
   if (mb == 0) {
     const uint64_t ram_mb = uint64_t(::sysconf(_SC_PHYS_PAGES)) * uint64_t(::sysconf(_SC_PAGESIZE)) >> 20;
     mb = std::min<uint64_t>(1024, ram_mb / 20);
   }
-  // The mount's device number, from mountinfo (libmount: it unescapes mount
-  // points with spaces), not from a stat() of the mount point (see above).
-  std::string device;
-  if (libmnt_table* table = mnt_new_table(); table != nullptr) {
-    if (mnt_table_parse_file(table, "/proc/self/mountinfo") == 0) {
-      // The newest mount on that point is the last one.
-      if (libmnt_fs* fs = mnt_table_find_target(table, target.c_str(), MNT_ITER_BACKWARD); fs != nullptr) {
-        const dev_t dev = mnt_fs_get_devno(fs);
-        device = fmt::format("{}:{}", major(dev), minor(dev));
-      }
-    }
-    mnt_unref_table(table);
-  }
-  if (device.empty()) return;
+  if (dev == 0) return;
+  const std::string device = fmt::format("{}:{}", major(dev), minor(dev));
   const std::string bdi = "/sys/class/bdi/" + device + "/";
   auto write = [&](const std::string& file, const std::string& value) {
     int fd = ::open((bdi + file).c_str(), O_WRONLY | O_CLOEXEC);
@@ -331,7 +335,9 @@ int main(int argc, char** argv) {
   if (!MarkIoFlusher()) {
     fmt::print(stderr, "tpded: note: not an I/O flusher ({}); write-back budget kept small\n", std::strerror(errno));
   }
-  TuneMountBdi(mount_target, o.writeback_buffer_mb);
+  const dev_t mount_device = MountDevice(mount_target);
+  control.set_mount_device(mount_device);
+  TuneMountBdi(mount_device, o.writeback_buffer_mb);
   fmt::print(stderr, "tpded: serving '{}' on '{}'\n", o.store, o.mount);
   detacher.Report("ok", o.log_file);
   sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s", o.store.c_str(), o.mount.c_str());

@@ -51,6 +51,27 @@ struct Slot {
 
 }  // namespace
 
+// Makes `device` current for a scope and restores the caller's current
+// device after it: the decoder runs on threads of its callers (a training
+// loop, a FUSE worker), whose own device must not change under them.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    status_ = previous_ == device ? cudaSuccess : cudaSetDevice(device);
+  }
+  ~DeviceGuard() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  cudaError_t status() const { return status_; }
+
+ private:
+  int previous_ = -1;
+  cudaError_t status_ = cudaSuccess;
+};
+
 struct GpuChainDecoder::Impl {
   GpuDecoderOptions options;
   std::unique_ptr<ChainDecoder> cpu;  // the fallback
@@ -66,7 +87,14 @@ struct GpuChainDecoder::Impl {
              Status* status_out);
 
   ~Impl() {
+    DeviceGuard guard(options.device);
+    FreeBuffers();
+  }
+
+  // Releases what Allocate took (all of it or the part it got to).
+  void FreeBuffers() {
     if (caller_ready != nullptr) cudaEventDestroy(caller_ready);
+    caller_ready = nullptr;
     for (Slot& s : slots) {
       if (s.stream != nullptr) cudaStreamSynchronize(s.stream);
       cudaFreeHost(s.in_host);
@@ -77,6 +105,10 @@ struct GpuChainDecoder::Impl {
       cudaFree(s.status_dev);
       if (s.done != nullptr) cudaEventDestroy(s.done);
       if (s.stream != nullptr) cudaStreamDestroy(s.stream);
+      s.in_host = s.in_dev = s.out_host = s.out_dev = nullptr;
+      s.status_host = s.status_dev = nullptr;
+      s.done = nullptr;
+      s.stream = nullptr;
     }
   }
 
@@ -130,6 +162,7 @@ struct GpuChainDecoder::Impl {
       if (err == cudaSuccess) err = cudaMallocHost(&s.status_host, s.max_jobs * sizeof(uint32_t));
       if (err == cudaSuccess) err = cudaMalloc(&s.status_dev, s.max_jobs * sizeof(uint32_t));
       if (err != cudaSuccess) {
+        FreeBuffers();  // nothing half-allocated stays pinned or on the device
         return Status::IOError(fmt::format("GPU buffers ({} MiB pinned, {} MiB on the device): {}",
                                            2 * (desc_bytes + in_bytes + options.batch_bytes) >> 20,
                                            2 * (desc_bytes + in_bytes + options.batch_bytes) >> 20,
@@ -331,8 +364,10 @@ struct GpuChainDecoder::Impl {
     return true;
   }
 
+  // Device output is copied up on the caller's stream, after what it
+  // queued there, and is complete on return.
   void DecodeOnCpu(const ChainRequest* requests, const std::vector<size_t>& which, uint8_t* const* out_dev,
-                   Status* status_out) {
+                   cudaStream_t caller_stream, Status* status_out) {
     std::vector<ChainRequest> rs;
     rs.reserve(which.size());
     for (size_t i : which) rs.push_back(requests[i]);
@@ -348,8 +383,17 @@ struct GpuChainDecoder::Impl {
     cpu->DecodeBatch(rs.data(), rs.size(), st.data());
     for (size_t k = 0; out_dev != nullptr && k < rs.size(); ++k) {
       if (!st[k].ok() || host[k].empty()) continue;
-      cudaError_t err = cudaMemcpy(out_dev[which[k]], host[k].data(), host[k].size(), cudaMemcpyHostToDevice);
+      cudaError_t err = cudaMemcpyAsync(out_dev[which[k]], host[k].data(), host[k].size(), cudaMemcpyHostToDevice,
+                                        caller_stream);
       if (err != cudaSuccess) st[k] = Status::IOError(fmt::format("copy to the GPU: {}", cudaGetErrorString(err)));
+    }
+    if (out_dev != nullptr) {
+      // `host` is freed on return: the copies must be done.
+      if (cudaError_t err = cudaStreamSynchronize(caller_stream); err != cudaSuccess) {
+        for (auto& x : st) {
+          if (x.ok()) x = Status::IOError(fmt::format("copy to the GPU: {}", cudaGetErrorString(err)));
+        }
+      }
     }
     uint64_t bytes = 0;
     for (size_t k = 0; k < which.size(); ++k) {
@@ -372,10 +416,14 @@ Status GpuChainDecoder::Open(const GpuDecoderOptions& options, std::unique_ptr<G
   if (options.device < 0 || options.device >= count) {
     return Status::NotSupported(fmt::format("no CUDA device {} ({} found)", options.device, count));
   }
-  if (options.batch_bytes < (1u << 20) || options.staging_bytes < options.batch_bytes) {
-    return Status::InvalidArgument("GPU batch: batch_bytes >= 1 MiB and staging_bytes >= batch_bytes");
+  // Offsets inside a batch are 32-bit on the device (gpu::JobDesc).
+  constexpr uint64_t kMaxBatchBytes = 1ull << 30;
+  if (options.batch_bytes < (1u << 20) || options.staging_bytes < options.batch_bytes ||
+      options.staging_bytes > kMaxBatchBytes) {
+    return Status::InvalidArgument("GPU batch: 1 MiB <= batch_bytes <= staging_bytes <= 1 GiB");
   }
-  err = cudaSetDevice(options.device);
+  DeviceGuard guard(options.device);
+  err = guard.status();
   cudaDeviceProp prop{};
   if (err == cudaSuccess) err = cudaGetDeviceProperties(&prop, options.device);
   if (err != cudaSuccess) return Status::NotSupported(fmt::format("CUDA device {}: {}", options.device, cudaGetErrorString(err)));
@@ -441,7 +489,8 @@ Status GpuChainDecoder::Impl::Run(const ChainRequest* requests, size_t num_in_ba
 
   if (!batches.empty()) {
     std::lock_guard<std::mutex> lock(im.mu);
-    if (cudaSetDevice(im.options.device) != cudaSuccess) im.enabled = false;
+    DeviceGuard guard(im.options.device);
+    if (guard.status() != cudaSuccess) im.enabled = false;
     if (im.enabled && !im.allocated) {
       if (Status a = im.Allocate(); !a.ok()) {
         im.Log(a.ToString() + "; reads go on on the CPU");
@@ -503,7 +552,10 @@ Status GpuChainDecoder::Impl::Run(const ChainRequest* requests, size_t num_in_ba
       }
     }
   }
-  if (!cpu_side.empty()) im.DecodeOnCpu(requests, cpu_side, out_dev, status_out);
+  if (!cpu_side.empty()) {
+    DeviceGuard guard(im.options.device);
+    im.DecodeOnCpu(requests, cpu_side, out_dev, caller_stream, status_out);
+  }
   for (size_t i = 0; i < num_in_batch; ++i) TPDE_RETURN_IF_ERROR(status_out[i]);
   return Status::OK();
 }

@@ -26,10 +26,12 @@
 // Memory: 2 x (staging_bytes + batch_bytes) of pinned host memory and as
 // much device memory, allocated once, at the first GPU batch (a pooled
 // workspace, no allocation per batch; nothing until a batch needs the GPU).
-// If it cannot be allocated, the CPU decodes (logged once).
+// If it cannot be allocated, the CPU decodes (logged once) and nothing of a
+// partial allocation is kept.
 //
 // Thread-safety: DecodeBatch may be called from several threads; GPU batches
-// are serialised (one pipeline per decoder).
+// are serialised (one pipeline per decoder). The calling thread's current
+// CUDA device is the same after a call as before it.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +49,8 @@ class ThreadPool;
 struct GpuDecoderOptions {
   int device = 0;                    // CUDA device index
   ThreadPool* pool = nullptr;        // the zstd stage and the host copies (not owned; nullptr: calling thread)
+  // 1 MiB <= batch_bytes <= staging_bytes <= 1 GiB (offsets in a batch are
+  // 32-bit on the device); Open refuses others with InvalidArgument.
   uint64_t batch_bytes = 64u << 20;  // output bytes per GPU batch
   uint64_t staging_bytes = 256u << 20;  // decoded stream bytes per GPU batch (all links of its chains)
   std::function<void(const std::string&)> log;  // one line per event (default: stderr)

@@ -35,6 +35,12 @@ Status FileReader::LoadPayload(const Manifest& m, uint32_t c, std::string* paylo
     return Status::Corruption(fmt::format("object {} chunk {}: payload missing", m.object_id, c));
   }
   if (!s.ok()) return Status::IOError(fmt::format("object {} chunk {}: {}", m.object_id, c, s.ToString()));
+  // A payload of another length is damaged: caught here, before it is laid
+  // into a bundle at the record's offsets or handed to a decoder.
+  if (payload->size() != m.chunks[c].payload_bytes()) {
+    return Status::Corruption(fmt::format("object {} chunk {}: payload of {} bytes, its record says {}", m.object_id,
+                                          c, payload->size(), m.chunks[c].payload_bytes()));
+  }
   return Status::OK();
 }
 

@@ -301,6 +301,24 @@ Status Store::Impl::Lookup(uint64_t parent, std::string_view name, Inode* out) {
   return GetInode(GetBigEndian64(v), out);
 }
 
+Status Store::Impl::ReadDir(uint64_t ino, std::vector<DirEntry>* out, const rocksdb::Snapshot* snap) {
+  out->clear();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, dirents_cf));
+  const std::string prefix = keys::U64(ino);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    std::string_view v = it->value().ToStringView();
+    if (v.size() != 9) return Status::Corruption("directory entry is malformed");
+    DirEntry e;
+    e.name = std::string(it->key().ToStringView().substr(8));
+    e.ino = GetBigEndian64(v);
+    e.type = static_cast<InodeType>(v[8]);
+    out->push_back(std::move(e));
+  }
+  return FromRocks(it->status(), "reading directory");
+}
+
 Status Store::Impl::GetManifest(uint64_t object, std::shared_ptr<const Manifest>* out,
                                 const rocksdb::Snapshot* snap) {
   uint64_t epoch = 0;
@@ -460,21 +478,7 @@ Status Store::Resolve(std::string_view path, Inode* out) {
   return Status::OK();
 }
 
-Status Store::ReadDir(uint64_t ino, std::vector<DirEntry>* out) {
-  out->clear();
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->dirents_cf));
-  const std::string prefix = keys::U64(ino);
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    std::string_view v = it->value().ToStringView();
-    if (v.size() != 9) return Status::Corruption("directory entry is malformed");
-    DirEntry e;
-    e.name = std::string(it->key().ToStringView().substr(8));
-    e.ino = GetBigEndian64(v);
-    e.type = static_cast<InodeType>(v[8]);
-    out->push_back(std::move(e));
-  }
-  return FromRocks(it->status(), "reading directory");
-}
+Status Store::ReadDir(uint64_t ino, std::vector<DirEntry>* out) { return impl_->ReadDir(ino, out); }
 
 Status Store::AddEntry(uint64_t parent, std::string_view name, Inode node, Inode* out) {
   TPDE_RETURN_IF_ERROR(CheckName(name));
@@ -719,13 +723,13 @@ Status Store::OpenReader(uint64_t ino, std::unique_ptr<FileReader>* reader) {
 
 // ---- Stats and verification -------------------------------------------------
 
-Status Store::FillFileStats(const Inode& n, FileStats* f) {
+Status Store::Impl::FillFileStats(const Inode& n, FileStats* f, const rocksdb::Snapshot* snap) {
   f->ino = n.ino;
   f->object = n.object;
   f->file_bytes = n.size;
   if (n.object == 0) return Status::OK();
   std::vector<std::shared_ptr<const Manifest>> chain;
-  TPDE_RETURN_IF_ERROR(impl_->GetChain(n.object, &chain));
+  TPDE_RETURN_IF_ERROR(GetChain(n.object, &chain, snap));
   const Manifest& m = *chain[0];
   f->reference = m.reference;
   f->kind = m.kind;
@@ -740,12 +744,17 @@ Status Store::FillFileStats(const Inode& n, FileStats* f) {
 
 Status Store::GetFileStats(uint64_t ino, FileStats* out) {
   *out = FileStats();
+  // One snapshot: a commit or reclaim running meanwhile cannot make the
+  // inode name an object that is gone by the time its manifest is read.
+  rocksdb::ManagedSnapshot snapshot(impl_->db.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot.snapshot();
   Inode n;
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &n));
-  TPDE_RETURN_IF_ERROR(FillFileStats(n, out));
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &n, ro.snapshot));
+  TPDE_RETURN_IF_ERROR(impl_->FillFileStats(n, out, ro.snapshot));
   if (out->reference == 0) return Status::OK();
   // The path of the file whose object is the reference (a scan; for xattrs).
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->inodes_cf));
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->inodes_cf));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     Inode r;
     if (!ParseInode(it->value().ToStringView(), &r).ok() || r.object != out->reference) continue;
@@ -755,7 +764,7 @@ Status Store::GetFileStats(uint64_t ino, FileStats* out) {
       parts.push_back(name);
       if (d.parent == kRootInode || d.parent == 0) break;
       Inode up;
-      if (!impl_->GetInode(d.parent, &up).ok()) break;
+      if (!impl_->GetInode(d.parent, &up, ro.snapshot).ok()) break;
       name = NameOf(up);
       d = up;
     }
@@ -788,6 +797,12 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
   *out = StoreStats();
   Inode top;
   TPDE_RETURN_IF_ERROR(Resolve(path_prefix, &top));
+  // Every read below sees one snapshot: files committed, overwritten or
+  // reclaimed during the walk neither fail it nor count twice.
+  rocksdb::ManagedSnapshot snapshot(impl_->db.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot.snapshot();
+  TPDE_RETURN_IF_ERROR(impl_->GetInode(top.ino, &top, ro.snapshot));
   std::string base(path_prefix);
   while (!base.empty() && base.back() == '/') base.pop_back();
   while (!base.empty() && base.front() == '/') base.erase(0, 1);
@@ -797,10 +812,10 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
     if (n.type == InodeType::kDirectory) {
       ++out->directories;
       std::vector<DirEntry> entries;
-      TPDE_RETURN_IF_ERROR(ReadDir(n.ino, &entries));
+      TPDE_RETURN_IF_ERROR(impl_->ReadDir(n.ino, &entries, ro.snapshot));
       for (const auto& e : entries) {
         Inode child;
-        TPDE_RETURN_IF_ERROR(impl_->GetInode(e.ino, &child));
+        TPDE_RETURN_IF_ERROR(impl_->GetInode(e.ino, &child, ro.snapshot));
         TPDE_RETURN_IF_ERROR(walk(child, path.empty() ? e.name : path + "/" + e.name));
       }
       return Status::OK();
@@ -809,7 +824,7 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
     ++out->files;
     out->logical_bytes += n.size;
     FileStats f;
-    TPDE_RETURN_IF_ERROR(FillFileStats(n, &f));
+    TPDE_RETURN_IF_ERROR(impl_->FillFileStats(n, &f, ro.snapshot));
     f.path = path;
     out->per_file.push_back(std::move(f));
     return Status::OK();
@@ -819,17 +834,17 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
   // Stored bytes count every object once, detached ones included, but only
   // for the whole store; a sub-path counts its files' own objects.
   if (top.ino == kRootInode) {
-    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->objects_cf));
+    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->objects_cf));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       Manifest m;
       TPDE_RETURN_IF_ERROR(ParseManifest(it->value().ToStringView(), &m));
       out->stored_bytes += m.payload_bytes() + it->value().size();
     }
     TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning objects"));
-    std::unique_ptr<rocksdb::Iterator> d(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->detached_cf));
+    std::unique_ptr<rocksdb::Iterator> d(impl_->db->NewIterator(ro, impl_->detached_cf));
     for (d->SeekToFirst(); d->Valid(); d->Next()) {
       std::shared_ptr<const Manifest> m;
-      if (impl_->GetManifest(GetBigEndian64(d->key().ToStringView()), &m).ok()) {
+      if (impl_->GetManifest(GetBigEndian64(d->key().ToStringView()), &m, ro.snapshot).ok()) {
         ++out->detached_objects;
         out->detached_bytes += m->payload_bytes();
       }
@@ -838,7 +853,7 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
     for (const auto& f : out->per_file) out->stored_bytes += f.stored_bytes;
   }
   {
-    std::unique_ptr<rocksdb::Iterator> p(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->pending_cf));
+    std::unique_ptr<rocksdb::Iterator> p(impl_->db->NewIterator(ro, impl_->pending_cf));
     for (p->SeekToFirst(); p->Valid(); p->Next()) ++out->pending_demotions;
   }
   for (auto* cf : impl_->handles) {

@@ -247,7 +247,6 @@ class Store {
 
  private:
   explicit Store(std::unique_ptr<Impl> impl);
-  Status FillFileStats(const Inode& n, FileStats* f);
   Status VerifyPass(VerifyReport* report, const std::function<bool(uint64_t ino)>& is_spooled);
   // Adds `node` (type, mode, owner, payload fields set) as `name` in `parent`:
   // assigns its inode number, parent and times, and commits it with the

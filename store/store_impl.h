@@ -69,11 +69,14 @@ struct Store::Impl {
   // ---- Reads (any thread) ----
   Status GetInode(uint64_t ino, Inode* out, const rocksdb::Snapshot* snap = nullptr);
   Status Lookup(uint64_t parent, std::string_view name, Inode* out);
+  Status ReadDir(uint64_t ino, std::vector<DirEntry>* out, const rocksdb::Snapshot* snap = nullptr);
   Status GetManifest(uint64_t object, std::shared_ptr<const Manifest>* out, const rocksdb::Snapshot* snap = nullptr);
   // Manifests of `object` and each reference down to its keyframe.
   Status GetChain(uint64_t object, std::vector<std::shared_ptr<const Manifest>>* chain,
                   const rocksdb::Snapshot* snap = nullptr);
   Status OpenObjectReader(uint64_t object, std::unique_ptr<FileReader>* reader);
+  // Fills the content fields of `f` (not its path) for file inode `n`.
+  Status FillFileStats(const Inode& n, FileStats* f, const rocksdb::Snapshot* snap);
   // The objects that use `object` as reference.
   Status Dependents(uint64_t object, std::vector<uint64_t>* out);
   // True if some object uses `object` as reference (ignoring `except`).

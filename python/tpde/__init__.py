@@ -80,6 +80,8 @@ def _check(rc, path):
         raise FileNotFoundError(2, msg, path)
     if rc == _INVALID_ARGUMENT and "not in a tpde mount" in msg:
         raise ValueError(msg)
+    if "Permission denied" in msg:
+        raise PermissionError(13, msg, path)
     raise TpdeError(msg)
 
 
@@ -112,7 +114,8 @@ def _device_index(torch, device):
 
 class _Slice:
     """safetensors' get_slice(): shape and dtype without reading; indexing
-    reads the tensor and slices it."""
+    reads only the rows of the first dimension that the index selects (on
+    the host), then applies the rest of the index."""
 
     def __init__(self, owner, name):
         self._owner, self._name = owner, name
@@ -124,7 +127,7 @@ class _Slice:
         return self._owner._tensors[self._name]["dtype"]
 
     def __getitem__(self, index):
-        return self._owner.get_tensor(self._name)[index]
+        return self._owner._read_slice(self._name, index)
 
 
 class safe_open:
@@ -147,13 +150,18 @@ class safe_open:
             self.close()
             raise
 
+    def _live(self):
+        if not self._handle:
+            raise ValueError("I/O operation on closed file %s" % self._path)
+        return self._handle
+
     def _read_host(self, offset, size):
         buf = ctypes.create_string_buffer(size)
-        _check(_library().tpde_read_host(self._handle, offset, size, buf), self._path)
+        _check(_library().tpde_read_host(self._live(), offset, size, buf), self._path)
         return buf.raw
 
     def _read_header(self):
-        size = _library().tpde_file_bytes(self._handle)
+        size = _library().tpde_file_bytes(self._live())
         if size < 8:
             raise ValueError("%s is not a safetensors file (%d bytes)" % (self._path, size))
         n = int.from_bytes(self._read_host(0, 8), "little")
@@ -170,6 +178,7 @@ class safe_open:
             b, e = t["data_offsets"]
             if not (0 <= b <= e and self._data_start + e <= size):
                 raise ValueError("%s is not a safetensors file: tensor %r out of bounds" % (self._path, name))
+        # Read in file order; keys() are sorted by name, as in safetensors.
         self._order = sorted(header, key=lambda k: header[k]["data_offsets"][0])
 
     def close(self):
@@ -189,10 +198,10 @@ class safe_open:
     @property
     def chain_depth(self):
         """Deltas applied to reconstruct this version (0: the newest)."""
-        return _library().tpde_chain_depth(self._handle)
+        return _library().tpde_chain_depth(self._live())
 
     def keys(self):
-        return list(self._order)
+        return sorted(self._tensors)
 
     def metadata(self):
         return self._metadata
@@ -203,7 +212,42 @@ class safe_open:
         return _Slice(self, name)
 
     def get_tensor(self, name):
+        if name not in self._tensors:
+            raise KeyError(name)
         return self._load([name])[name]
+
+    def _read_slice(self, name, index):
+        import torch
+        t = self._tensors[name]
+        dtype = _torch_dtype(torch, t["dtype"], name)
+        shape = list(t["shape"])
+        if not shape:  # a scalar: the whole (tiny) tensor
+            return self.get_tensor(name)[index]
+        index = index if isinstance(index, tuple) else (index,)
+        first, rest = (index[0], index[1:]) if index else (slice(None), ())
+        # The rows of dimension 0 the index touches: a contiguous byte range.
+        if isinstance(first, int):
+            row = first + shape[0] if first < 0 else first
+            if not 0 <= row < shape[0]:
+                raise IndexError("index %d is out of bounds for dimension 0 with size %d" % (first, shape[0]))
+            lo, hi, local = row, row + 1, 0
+        elif isinstance(first, slice) and (first.step or 1) > 0:
+            rows = range(*first.indices(shape[0]))
+            lo = rows.start if len(rows) else 0
+            hi = rows[-1] + 1 if len(rows) else 0
+            local = slice(0, hi - lo, rows.step)
+        else:  # Ellipsis, None, a tensor or a negative step: as torch indexes the whole tensor
+            return self.get_tensor(name)[index]
+        row_bytes = torch.empty((), dtype=dtype).element_size()
+        for d in shape[1:]:
+            row_bytes *= d
+        start = self._data_start + t["data_offsets"][0] + lo * row_bytes
+        data = self._read_host(start, (hi - lo) * row_bytes) if hi > lo else b""
+        rows_tensor = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
+        rows_tensor = rows_tensor.view(dtype).reshape([hi - lo] + shape[1:])
+        out = rows_tensor[(local,) + tuple(rest)]
+        device, _ = _device_index(torch, self._device)
+        return out.clone() if device.type == "cpu" else out.to(device)
 
     def _load(self, names, progress=False):
         import torch
@@ -237,7 +281,7 @@ class safe_open:
                 end += 1
             n = end - start
             rc = _library().tpde_read_ranges(
-                self._handle, n, (ctypes.c_uint64 * n)(*offsets[start:end]), (ctypes.c_uint64 * n)(*sizes[start:end]),
+                self._live(), n, (ctypes.c_uint64 * n)(*offsets[start:end]), (ctypes.c_uint64 * n)(*sizes[start:end]),
                 (ctypes.c_void_p * n)(*ptrs[start:end]), index, stream)
             if rc == _INVALID_ARGUMENT and "chunk boundary" in _library().tpde_last_error().decode():
                 # Stored as opaque bytes (not tensor-aligned chunks): read on the host.
@@ -280,4 +324,5 @@ def load_file(filename, device="cpu", wait=0.0, progress=True):
     `wait`: seconds to wait for a file that is not committed yet.
     `progress`: a tqdm bar for loads of 2 GB or more on a terminal."""
     with safe_open(filename, device=device, wait=wait) as f:
-        return f._load(f.keys(), progress=progress)
+        tensors = f._load(f._order, progress=progress)
+        return {name: tensors[name] for name in f.keys()}
