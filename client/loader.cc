@@ -105,11 +105,17 @@ T Field(const Json& j, const char* key, T fallback) {
   }
 }
 
-// One request on the control socket, passing `send_fd` (>= 0) with it; the
-// reply's descriptor, if any, goes to *fd (owned by the caller, also on
-// failure).
-Status Call(const std::string& socket_path, const Json& request, int send_fd, Json* reply, int* fd) {
-  *fd = -1;
+// The most descriptors a reply may pass, and the most bundle buffers a
+// request may (the daemon's kMaxBundleParts, daemon/control_protocol.h).
+constexpr size_t kMaxReplyFds = 64;
+constexpr size_t kMaxBundleBuffers = 32;
+
+// One request on the control socket, passing `send` (descriptors) with it;
+// the reply's descriptors, if any, go to *fds (owned, closed on
+// destruction).
+Status Call(const std::string& socket_path, const Json& request, const std::vector<int>& send, Json* reply,
+            std::vector<std::unique_ptr<Fd>>* fds) {
+  fds->clear();
   const int sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (sock < 0) return Status::IOError(fmt::format("socket: {}", std::strerror(errno)));
   sockaddr_un addr{};
@@ -128,20 +134,20 @@ Status Call(const std::string& socket_path, const Json& request, int send_fd, Js
   }
   const std::string line = request.dump() + "\n";
   size_t sent = 0;
-  if (send_fd >= 0) {
-    // The request's first byte carries the descriptor (SCM_RIGHTS).
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (!send.empty()) {
+    // The request's first byte carries the descriptors (SCM_RIGHTS).
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * send.size()));
     iovec iov{const_cast<char*>(line.data()), 1};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
     cmsghdr* cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cm), &send_fd, sizeof(int));
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * send.size());
+    std::memcpy(CMSG_DATA(cm), send.data(), sizeof(int) * send.size());
     ssize_t n;
     do {
       n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
@@ -163,7 +169,7 @@ Status Call(const std::string& socket_path, const Json& request, int send_fd, Js
   }
   std::string text;
   char buf[65536];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxReplyFds)];
   while (text.find('\n') == std::string::npos) {
     iovec iov{buf, sizeof(buf)};
     msghdr msg{};
@@ -176,12 +182,11 @@ Status Call(const std::string& socket_path, const Json& request, int send_fd, Js
     if (n <= 0) break;
     for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
       if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-      int got;
-      std::memcpy(&got, CMSG_DATA(cm), sizeof(int));
-      if (*fd < 0) {
-        *fd = got;
-      } else {
-        ::close(got);
+      const size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int got;
+        std::memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+        fds->push_back(std::make_unique<Fd>(got));
       }
     }
     text.append(buf, static_cast<size_t>(n));
@@ -189,12 +194,57 @@ Status Call(const std::string& socket_path, const Json& request, int send_fd, Js
   ::close(sock);
   *reply = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (reply->is_discarded() || !reply->is_object()) {
-    if (*fd >= 0) ::close(*fd);
-    *fd = -1;
+    fds->clear();
     return Status::IOError("malformed reply from the tpde daemon");
   }
   return Status::OK();
 }
+
+// Bundle buffers the daemon writes into (daemon/control_protocol.h
+// "bundle" with buffers): memfds of this process, mapped back to back
+// read-only once, and reused by later loads. A fresh memfd costs a page
+// allocation per 4 KiB (the daemon's share of a first load); a reused one
+// costs only the copy, with no page faults on either side.
+class BundleArena {
+ public:
+  // Room for at least `capacity` bytes in `parts` memfds of whole 2 MiB
+  // units (pages are allocated as the daemon writes them).
+  static Status Create(uint64_t capacity, size_t parts, std::unique_ptr<BundleArena>* out) {
+    constexpr uint64_t kUnit = 2u << 20;
+    auto a = std::unique_ptr<BundleArena>(new BundleArena);
+    a->part_bytes_ = std::max<uint64_t>(kUnit, (capacity / parts + kUnit) / kUnit * kUnit);
+    a->bytes_ = a->part_bytes_ * parts;
+    void* range = ::mmap(nullptr, a->bytes_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (range == MAP_FAILED) return Status::IOError(fmt::format("bundle buffers: {}", std::strerror(errno)));
+    a->map_ = static_cast<uint8_t*>(range);
+    for (size_t i = 0; i < parts; ++i) {
+      a->fds_.push_back(std::make_unique<Fd>(::memfd_create("tpde-bundle", MFD_CLOEXEC)));
+      const int fd = a->fds_.back()->fd;
+      if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(a->part_bytes_)) != 0 ||
+          ::mmap(a->map_ + i * a->part_bytes_, a->part_bytes_, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        return Status::IOError(fmt::format("bundle buffers of {} bytes: {}", a->bytes_, std::strerror(errno)));
+      }
+    }
+    *out = std::move(a);
+    return Status::OK();
+  }
+  ~BundleArena() {
+    if (map_ != nullptr) ::munmap(map_, bytes_);
+  }
+  uint64_t capacity() const { return bytes_; }
+  const uint8_t* data() const { return map_; }
+  std::vector<int> fds() const {
+    std::vector<int> v;
+    for (const auto& f : fds_) v.push_back(f->fd);
+    return v;
+  }
+
+ private:
+  BundleArena() = default;
+  std::vector<std::unique_ptr<Fd>> fds_;
+  uint64_t part_bytes_ = 0, bytes_ = 0;
+  uint8_t* map_ = nullptr;
+};
 
 // Process-wide decoding resources: one CPU pool, one GPU decoder per device
 // (its pinned buffers are allocated once).
@@ -203,6 +253,22 @@ struct Shared {
   std::unique_ptr<ThreadPool> pool;
   std::map<int, std::unique_ptr<GpuChainDecoder>> gpus;
   std::map<int, Status> gpu_errors;
+  // Bundle buffers of closed files, for the next load: the largest is kept.
+  std::unique_ptr<BundleArena> idle_arena;
+
+  std::unique_ptr<BundleArena> TakeArena() {
+    std::lock_guard<std::mutex> lock(mu);
+    return std::move(idle_arena);
+  }
+  void ReturnArena(std::unique_ptr<BundleArena> a) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!idle_arena || idle_arena->capacity() < a->capacity()) idle_arena = std::move(a);
+  }
+  void DropArenas() {
+    std::unique_ptr<BundleArena> gone;
+    std::lock_guard<std::mutex> lock(mu);
+    gone = std::move(idle_arena);
+  }
 
   ThreadPool* Pool(size_t threads) {
     std::lock_guard<std::mutex> lock(mu);
@@ -244,13 +310,12 @@ Shared& TheShared() {
 
 struct LoadedFile::Impl {
   LoaderOptions options;
-  uint8_t* map = nullptr;
-  uint64_t map_bytes = 0;
+  std::unique_ptr<BundleArena> arena;  // holds the bundle; back to the pool on close
   ParsedChainBundle bundle;
   int chain_depth = 0;
 
   ~Impl() {
-    if (map != nullptr) ::munmap(map, map_bytes);
+    if (arena) TheShared().ReturnArena(std::move(arena));
   }
 
   // The chunk that starts at `offset` (InvalidArgument if none does).
@@ -268,6 +333,8 @@ struct LoadedFile::Impl {
 LoadedFile::LoadedFile(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 LoadedFile::~LoadedFile() = default;
 
+void LoadedFile::ReleaseBuffers() { TheShared().DropArenas(); }
+
 uint64_t LoadedFile::file_bytes() const { return impl_->bundle.file_bytes; }
 int LoadedFile::chain_depth() const { return impl_->chain_depth; }
 
@@ -278,23 +345,43 @@ Status LoadedFile::Open(const std::string& path, const LoaderOptions& options, s
   const std::string socket_path = env != nullptr ? env : (std::filesystem::path(store) / "control.sock").string();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(options.wait_seconds);
   Json reply;
-  Fd bundle;
+  std::vector<std::unique_ptr<Fd>> received;
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->arena = TheShared().TakeArena();
+  const size_t parts = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, kMaxBundleBuffers);
+  uint64_t want = 0;
+  int resized = 0;
   auto t0 = Clock::now();
   while (true) {
     // The file, opened for reading through the mount, goes with the request:
     // the kernel checks our permissions at this open, and the daemon serves
     // the inode it names (a rename meanwhile cannot swap files).
     Fd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (file.fd < 0) {
+    struct stat st;
+    if (file.fd < 0 || ::fstat(file.fd, &st) != 0) {
       const int err = errno;
       if (err == ENOENT) return Status::NotFound(fmt::format("'{}': no such file", path));
       return Status::IOError(fmt::format("'{}': {}", path, std::strerror(err)));
     }
-    int got = -1;
-    TPDE_RETURN_IF_ERROR(Call(socket_path, Json{{"cmd", "bundle"}, {"path", path}}, file.fd, &reply, &got));
-    bundle.reset(got);
+    // Room for the file's compressed chunks and tables; a deeper chain may
+    // need more, which the daemon says (need_bytes).
+    want = std::max<uint64_t>(want, static_cast<uint64_t>(st.st_size) + (static_cast<uint64_t>(st.st_size) >> 4) +
+                                        (4u << 20));
+    if (!impl->arena || impl->arena->capacity() < want) {
+      impl->arena.reset();
+      TPDE_RETURN_IF_ERROR(BundleArena::Create(want, parts, &impl->arena));
+    }
+    std::vector<int> send = {file.fd};
+    for (int fd : impl->arena->fds()) send.push_back(fd);
+    TPDE_RETURN_IF_ERROR(Call(socket_path, Json{{"cmd", "bundle"}, {"path", path}}, send, &reply, &received));
+    received.clear();  // this request passes buffers: nothing should come back
     if (Field(reply, "ok", false)) break;
     const std::string error = Field(reply, "error", std::string("unknown error"));
+    if (const uint64_t need = Field(reply, "need_bytes", uint64_t{0}); need > 0 && resized++ < 3) {
+      want = need;
+      continue;
+    }
     if (Field(reply, "not_committed", false)) {
       if (std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -307,33 +394,16 @@ Status LoadedFile::Open(const std::string& path, const LoaderOptions& options, s
     }
     return Status::IOError(fmt::format("'{}': {}", path, error));
   }
-  if (bundle.fd < 0) return Status::IOError("the tpde daemon sent no bundle");
   const uint64_t bundle_bytes = Field(reply, "bundle_bytes", uint64_t{0});
-  // What we map must be what the reply says, and sealed: nobody can shrink
-  // it under our mapping (SIGBUS) or change it while we decode.
-  struct stat st;
-  const int seals = ::fcntl(bundle.fd, F_GET_SEALS);
-  const int needed = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
-  if (::fstat(bundle.fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != bundle_bytes || seals < 0 ||
-      (seals & needed) != needed) {
-    return Status::IOError("the tpde daemon sent a bundle that is not a sealed memfd of the size it announced");
+  if (bundle_bytes == 0 || bundle_bytes > impl->arena->capacity()) {
+    return Status::IOError("the tpde daemon answered with a bundle size that does not fit its buffers");
   }
   Trace("bundle from the daemon", t0, bundle_bytes);
   t0 = Clock::now();
-  auto impl = std::make_unique<Impl>();
-  impl->options = options;
-  impl->map_bytes = bundle_bytes;
   impl->chain_depth = Field(reply, "chain_depth", 0);
-  // Not populated here: the decoder's threads fault the pages in as they
-  // stage them, in parallel.
-  void* map = ::mmap(nullptr, std::max<uint64_t>(impl->map_bytes, 1), PROT_READ, MAP_SHARED, bundle.fd, 0);
-  if (map == MAP_FAILED) return Status::IOError(fmt::format("mapping the bundle: {}", std::strerror(errno)));
-  impl->map = static_cast<uint8_t*>(map);
-  Trace("bundle mapped", t0, impl->map_bytes);
-  t0 = Clock::now();
   TPDE_RETURN_IF_ERROR(ParseChainBundle(
-      std::string_view(reinterpret_cast<const char*>(impl->map), impl->map_bytes), &impl->bundle));
-  Trace("bundle parsed", t0, impl->map_bytes);
+      std::string_view(reinterpret_cast<const char*>(impl->arena->data()), bundle_bytes), &impl->bundle));
+  Trace("bundle parsed", t0, bundle_bytes);
   out->reset(new LoadedFile(std::move(impl)));
   return Status::OK();
 }

@@ -5,10 +5,11 @@
 // Open finds the mount that holds `path` (libmount over
 // /proc/self/mountinfo: a "fuse.tpde" mount whose source is tpde:STORE),
 // opens the file for reading through the mount (so the kernel checks the
-// caller's permissions), passes that descriptor to its daemon on
-// STORE/control.sock (or $TPDE_CONTROL_SOCKET) and gets the file's chain
-// bundle (codec/chain_bundle.h) back as a sealed memfd
-// (daemon/control_protocol.h "bundle"), which it maps. Reads then decode
+// caller's permissions) and passes that descriptor, with this process's
+// bundle buffers (memfds, see ReleaseBuffers), to its daemon on
+// STORE/control.sock (or $TPDE_CONTROL_SOCKET), which writes the file's
+// chain bundle (codec/chain_bundle.h) into them (daemon/control_protocol.h
+// "bundle"). Reads then decode
 // in this process: zstd on this process's CPU threads, and, for GPU
 // destinations, the later stages on the GPU (kernels/gpu_chain_decoder.h),
 // pipelined with pinned host-to-device copies. The daemon needs no GPU.
@@ -40,6 +41,12 @@ class LoadedFile {
  public:
   static Status Open(const std::string& path, const LoaderOptions& options, std::unique_ptr<LoadedFile>* out);
   ~LoadedFile();
+
+  // The bundle lives in shared memory of this process (memfds the daemon
+  // writes into, about the compressed size of the file). A closed file's
+  // buffers are kept for the next Open (the largest set only), which then
+  // allocates nothing; ReleaseBuffers frees them. Thread-safe.
+  static void ReleaseBuffers();
 
   uint64_t file_bytes() const;
   int chain_depth() const;  // deltas applied to read this version (0: the newest)

@@ -56,6 +56,8 @@ int tpde_read_host(tpde_file* f, uint64_t offset, uint64_t size, void* dst) {
   return Fail(f->file->ReadHost(offset, size, dst));
 }
 
+void tpde_release_buffers(void) { tpde::LoadedFile::ReleaseBuffers(); }
+
 int tpde_gpu_compiled(void) { return tpde::GpuSupportCompiled() ? 1 : 0; }
 
 const char* tpde_last_error(void) { return last_error.c_str(); }

@@ -23,7 +23,8 @@ typedef struct tpde_file tpde_file;
 /* Opens a committed file of a tpde mount; waits up to wait_seconds for one
  * still being written (then fails with 1, "not committed"). The file is
  * opened for reading through the mount (the kernel checks permissions) and
- * its chunks come from the daemon in shared memory, held until tpde_close. */
+ * its chunks come from the daemon in shared memory of this process, held
+ * until tpde_close and then kept for the next tpde_open. */
 int tpde_open(const char* path, double wait_seconds, tpde_file** out);
 void tpde_close(tpde_file* f);
 
@@ -38,6 +39,11 @@ int tpde_read_ranges(tpde_file* f, size_t n, const uint64_t* offsets, const uint
 
 /* Any range into host memory. */
 int tpde_read_host(tpde_file* f, uint64_t offset, uint64_t size, void* dst);
+
+/* Frees the bundle buffers kept for the next tpde_open (shared memory of
+ * about the compressed size of the largest file loaded; see
+ * LoadedFile::ReleaseBuffers in client/loader.h). */
+void tpde_release_buffers(void);
 
 /* 1 if this library was built with CUDA. */
 int tpde_gpu_compiled(void);

@@ -10,11 +10,21 @@
 //   flush               -> {}            (waits until every closed file is committed)
 //   gc                  -> {}            (re-bases and frees deleted references)
 //   status              -> {"status": {...counters...}}
-//   bundle {"path": P}  -> {"bundle_bytes": N, "file_bytes": F, "chain_depth": D}
-//                          plus a sealed memfd of N bytes, passed with the
-//                          reply's first byte (SCM_RIGHTS): the file's chain
-//                          bundle (codec/chain_bundle.h), for the loader
-//                          (client/). The request must carry, with its
+//   bundle {"path": P}  -> {"bundle_bytes": N, "parts": [B0, B1, ...],
+//                           "file_bytes": F, "chain_depth": D}
+//                          plus one sealed memfd per part (at most
+//                          kMaxBundleParts), passed with the reply's first
+//                          byte (SCM_RIGHTS): the file's chain bundle
+//                          (codec/chain_bundle.h) cut into consecutive
+//                          parts of B0, B1, ... bytes (all but the last a
+//                          whole number of pages; N = their sum), for the
+//                          loader (client/), which maps them back to back.
+//                          The request may pass, after the file's
+//                          descriptor, up to kMaxBundleParts memfds of one
+//                          size S (whole pages) as buffers: the bundle is
+//                          then written into them (byte o at o % S of
+//                          buffer o / S) and none is passed back; buffers
+//                          too small answer {"ok": false, "need_bytes": N}. The request must carry, with its
 //                          first byte (SCM_RIGHTS), a descriptor of the file
 //                          opened for reading through this daemon's mount:
 //                          the kernel has checked the caller's permissions
@@ -31,6 +41,9 @@
 #include "store/store.h"
 
 namespace tpde {
+
+// The most memfds one "bundle" reply passes (see daemon/bundle_memfd.h).
+constexpr size_t kMaxBundleParts = 32;
 
 nlohmann::json StatsToJson(const StoreStats& s);
 StoreStats StatsFromJson(const nlohmann::json& j);

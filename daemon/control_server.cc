@@ -9,10 +9,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "daemon/bundle_memfd.h"
 #include "daemon/control_protocol.h"
 #include "store/file_reader.h"
 
@@ -87,10 +89,10 @@ void ControlServer::Loop() {
 void ControlServer::Serve(int conn) {
   std::string line;
   char buf[4096];
-  UniqueFd in;  // the descriptor the request carries (bundle), if any
+  std::vector<UniqueFd> in;  // the descriptors the request carries (bundle)
   while (line.find('\n') == std::string::npos && line.size() < (1 << 20)) {
     iovec iov{buf, sizeof(buf)};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxBundleParts + 1))];
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -105,34 +107,31 @@ void ControlServer::Serve(int conn) {
       for (size_t i = 0; i < count; ++i) {
         int fd;
         std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-        if (in.get() < 0) {
-          in.reset(fd);
-        } else {
-          ::close(fd);  // one descriptor per request; extras are dropped
-        }
+        in.emplace_back(fd);
       }
     }
     line.append(buf, static_cast<size_t>(n));
   }
-  UniqueFd fd;
-  const std::string reply = Handle(line, in.get(), &fd) + "\n";
-  in.reset();
+  std::vector<UniqueFd> fds;
+  const std::string reply = Handle(line, &in, &fds) + "\n";
+  in.clear();
   size_t sent = 0;
-  if (fd.get() >= 0) {
-    // The reply's first byte carries the descriptor (SCM_RIGHTS).
-    char control[CMSG_SPACE(sizeof(int))] = {};
+  if (!fds.empty()) {
+    // The reply's first byte carries the descriptors (SCM_RIGHTS).
+    std::vector<int> raw;
+    for (const UniqueFd& f : fds) raw.push_back(f.get());
+    std::vector<char> control(CMSG_SPACE(sizeof(int) * raw.size()));
     iovec iov{const_cast<char*>(reply.data()), 1};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
     cmsghdr* cm = CMSG_FIRSTHDR(&msg);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    const int raw = fd.get();
-    std::memcpy(CMSG_DATA(cm), &raw, sizeof(int));
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * raw.size());
+    std::memcpy(CMSG_DATA(cm), raw.data(), sizeof(int) * raw.size());
     ssize_t n;
     do {
       n = ::sendmsg(conn, &msg, MSG_NOSIGNAL);
@@ -152,11 +151,13 @@ void ControlServer::Serve(int conn) {
 // loader: payloads go through shared memory, not the socket. The descriptor
 // is the caller's proof of access: opened for reading on this mount, so the
 // kernel checked its permissions (default_permissions) at open.
-Status ControlServer::Bundle(const std::string& path, int file_fd, Json* reply, UniqueFd* fd) {
-  if (file_fd < 0) {
+Status ControlServer::Bundle(const std::string& path, const std::vector<UniqueFd>& in, Json* reply,
+                             std::vector<UniqueFd>* fds) {
+  if (in.empty()) {
     return Status::InvalidArgument("bundle: the request carries no descriptor of the file (open it for reading "
                                    "through the mount and pass it with SCM_RIGHTS)");
   }
+  const int file_fd = in[0].get();
   struct stat st;
   if (::fstat(file_fd, &st) != 0) return Status::IOError(fmt::format("bundle: fstat: {}", std::strerror(errno)));
   const uint64_t mount_device = mount_device_.load();
@@ -178,37 +179,35 @@ Status ControlServer::Bundle(const std::string& path, int file_fd, Json* reply, 
   TPDE_RETURN_IF_ERROR(store_->OpenReader(n.ino, &reader));
   ChainBundleLayout layout;
   TPDE_RETURN_IF_ERROR(reader->BundleLayout(&layout));
-  const uint64_t bytes = layout.total_bytes();
-  UniqueFd mem(::memfd_create("tpde-bundle", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (mem.get() < 0 || ::ftruncate(mem.get(), static_cast<off_t>(bytes)) != 0) {
-    return Status::IOError(fmt::format("bundle of {} bytes: {}", bytes, std::strerror(errno)));
-  }
-  // pwrite from the pool's threads: the kernel fills the memfd's pages
-  // directly, with no page faults of a mapping of our own.
-  TPDE_RETURN_IF_ERROR(reader->WriteBundle(
-      layout,
-      [out = mem.get()](uint64_t offset, const void* data, size_t size) -> Status {
-        for (size_t done = 0; done < size;) {
-          ssize_t w = ::pwrite(out, static_cast<const char*>(data) + done, size - done, static_cast<off_t>(offset + done));
-          if (w < 0 && errno == EINTR) continue;
-          if (w <= 0) return Status::IOError(fmt::format("writing the bundle: {}", std::strerror(errno)));
-          done += static_cast<size_t>(w);
-        }
-        return Status::OK();
-      },
-      nullptr));
-  // Sealed: the loader maps what was written, and nobody can change it.
-  if (::fcntl(mem.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-    return Status::IOError(fmt::format("sealing the bundle: {}", std::strerror(errno)));
-  }
-  (*reply)["bundle_bytes"] = bytes;
   (*reply)["file_bytes"] = reader->size();
   (*reply)["chain_depth"] = reader->chain_depth();
-  *fd = std::move(mem);
+  if (in.size() > 1) {
+    // The loader's own buffers: filled in place, nothing passed back.
+    std::vector<int> buffers;
+    for (size_t i = 1; i < in.size(); ++i) buffers.push_back(in[i].get());
+    uint64_t part_bytes = 0;
+    TPDE_RETURN_IF_ERROR(CheckBundleBuffers(buffers, &part_bytes));
+    if (buffers.size() * part_bytes < layout.total_bytes()) {
+      (*reply)["need_bytes"] = layout.total_bytes();
+      return Status::InvalidArgument(fmt::format("'{}': the bundle needs {} bytes of buffers, {} were passed", path,
+                                                 layout.total_bytes(), buffers.size() * part_bytes));
+    }
+    TPDE_RETURN_IF_ERROR(FillBundleBuffers(*reader, layout, buffers, part_bytes, nullptr));
+    (*reply)["bundle_bytes"] = layout.total_bytes();
+    return Status::OK();
+  }
+  BundleParts parts;
+  TPDE_RETURN_IF_ERROR(
+      MakeBundleMemfds(*reader, layout, BundleFill::kParts,
+                       std::min<size_t>(kMaxBundleParts, std::thread::hardware_concurrency()), nullptr, &parts));
+  (*reply)["bundle_bytes"] = parts.total_bytes();
+  (*reply)["parts"] = parts.bytes;
+  *fds = std::move(parts.fds);
   return Status::OK();
 }
 
-std::string ControlServer::Handle(const std::string& request_line, int in, UniqueFd* fd) {
+std::string ControlServer::Handle(const std::string& request_line, std::vector<UniqueFd>* in,
+                                  std::vector<UniqueFd>* fds) {
   Json req = Json::parse(request_line, nullptr, /*allow_exceptions=*/false);
   if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string()) {
     return Json{{"ok", false}, {"error", "malformed request"}}.dump();
@@ -248,9 +247,13 @@ std::string ControlServer::Handle(const std::string& request_line, int in, Uniqu
   } else if (cmd == "gc") {
     s = store_->CollectGarbage();
   } else if (cmd == "bundle") {
-    s = Bundle(field("path"), in, &reply, fd);
-    if (!s.ok() && reply.contains("not_committed")) {
-      return Json{{"ok", false}, {"error", s.ToString()}, {"not_committed", true}}.dump();
+    s = Bundle(field("path"), *in, &reply, fds);
+    if (!s.ok()) {
+      Json error{{"ok", false}, {"error", s.ToString()}, {"code", static_cast<int>(s.code())}};
+      for (const char* key : {"not_committed", "need_bytes"}) {
+        if (reply.contains(key)) error[key] = reply[key];
+      }
+      return error.dump();
     }
   } else if (cmd == "status") {
     const Filesystem::Counters c = fs_->counters();

@@ -9,37 +9,15 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
-#include <utility>
-
-#include <unistd.h>
+#include <vector>
 
 #include "codec/status.h"
+#include "daemon/unique_fd.h"
 #include "fusefs/filesystem.h"
 #include "kernels/gpu_chain_decoder.h"
 #include "store/store.h"
 
 namespace tpde {
-
-// An owned file descriptor (closed on destruction), for replies that pass one.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  ~UniqueFd() { reset(); }
-  int get() const { return fd_; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 class ControlServer {
  public:
@@ -59,10 +37,10 @@ class ControlServer {
  private:
   void Loop();
   void Serve(int conn);
-  // `in`: the descriptor the request carried (-1: none); `out`: the one
-  // the reply passes.
-  std::string Handle(const std::string& request_line, int in, UniqueFd* out);
-  Status Bundle(const std::string& path, int file_fd, nlohmann::json* reply, UniqueFd* fd);
+  // `in`: the descriptors the request carried; `out`: those the reply passes.
+  std::string Handle(const std::string& request_line, std::vector<UniqueFd>* in, std::vector<UniqueFd>* out);
+  Status Bundle(const std::string& path, const std::vector<UniqueFd>& in, nlohmann::json* reply,
+                std::vector<UniqueFd>* fds);
 
   Store* store_;
   Filesystem* fs_;

@@ -5,7 +5,8 @@
 # bench/gpu_chain_bench. Results go to $OUT (or out/device-gpu).
 # and bench/gpu_mount_bench.py (cold mount reads, --gpu auto vs off).
 # and the loader (tests/mount/test_loader.py with CUDA, loader bench).
-# Usage: scripts/device-gpu.sh [test|sanitize|bench|mount|loader]...   (default: all)
+# and bench/bundle_bench (the daemon's bundle fill strategies).
+# Usage: scripts/device-gpu.sh [test|sanitize|bench|mount|loader|trace|bundle]...   (default: test sanitize bench mount loader)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh
@@ -48,6 +49,9 @@ steps=${*:-test sanitize bench mount loader}
         TPDE_LOADER_TRACE=1 TPDE_GPU_TRACE=1 TPDE_CLIENT_LIB="$bundle/lib/libtpde_client.so.0" PYTHONPATH=$PWD/python \
           PYTHONUNBUFFERED=1 python3 bench/gpu_mount_bench.py --tpded "$wrap/tpded" --tpdectl "$wrap/tpdectl" --gb 1 \
           --versions 5 --loader --skip-reads ;;
+      bundle)
+        echo "== bundle_bench (1 GB; the daemon's half of a load)"
+        "$wrap/bundle_bench" --gb 1 --dir /tmp/tpde-bundle-bench --repeats 3 ;;
       mount)
         echo "== gpu_mount_bench (1 GB, 5 versions)"
         PYTHONUNBUFFERED=1 python3 bench/gpu_mount_bench.py --tpded "$wrap/tpded" --tpdectl "$wrap/tpdectl" --gb 1 --versions 5 ;;

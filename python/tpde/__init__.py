@@ -16,7 +16,7 @@ import json
 import os
 import sys
 
-__all__ = ["load_file", "safe_open", "TpdeError", "NotCommittedError"]
+__all__ = ["load_file", "safe_open", "release_buffers", "TpdeError", "NotCommittedError"]
 
 
 class TpdeError(OSError):
@@ -66,6 +66,8 @@ def _library():
                                      ctypes.POINTER(vp), ctypes.c_int, vp]
     lib.tpde_read_host.argtypes = [vp, u64, u64, vp]
     lib.tpde_last_error.restype = ctypes.c_char_p
+    lib.tpde_release_buffers.argtypes = []
+    lib.tpde_release_buffers.restype = None
     _lib = lib
     return lib
 
@@ -178,7 +180,7 @@ class safe_open:
             b, e = t["data_offsets"]
             if not (0 <= b <= e and self._data_start + e <= size):
                 raise ValueError("%s is not a safetensors file: tensor %r out of bounds" % (self._path, name))
-        # Read in file order; keys() are sorted by name, as in safetensors.
+        # File order, as safetensors 0.8 lists keys and fills load_file's dict.
         self._order = sorted(header, key=lambda k: header[k]["data_offsets"][0])
 
     def close(self):
@@ -201,7 +203,7 @@ class safe_open:
         return _library().tpde_chain_depth(self._live())
 
     def keys(self):
-        return sorted(self._tensors)
+        return list(self._order)
 
     def metadata(self):
         return self._metadata
@@ -318,11 +320,16 @@ def _progress(total, desc):
     return tqdm(total=total, unit="B", unit_scale=True, desc=desc)
 
 
+def release_buffers():
+    """Frees the shared memory kept for the next load (about the compressed
+    size of the largest file loaded so far; a later load allocates again)."""
+    _library().tpde_release_buffers()
+
+
 def load_file(filename, device="cpu", wait=0.0, progress=True):
     """Like safetensors.torch.load_file(filename, device=...): a dict of
     tensor name -> torch.Tensor on `device` ("cpu", "cuda", "cuda:N").
     `wait`: seconds to wait for a file that is not committed yet.
     `progress`: a tqdm bar for loads of 2 GB or more on a terminal."""
     with safe_open(filename, device=device, wait=wait) as f:
-        tensors = f._load(f._order, progress=progress)
-        return {name: tensors[name] for name in f.keys()}
+        return f._load(f.keys(), progress=progress)
