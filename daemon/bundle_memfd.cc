@@ -48,7 +48,7 @@ Status FillByPwrite(const FileReader& reader, const ChainBundleLayout& layout, T
         }
         return Status::OK();
       },
-      pool);
+      pool, fds.size());
 }
 
 Status FillByMapping(const FileReader& reader, const ChainBundleLayout& layout, ThreadPool* pool, int fd) {

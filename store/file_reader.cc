@@ -108,13 +108,19 @@ Status FileReader::BundleLayout(ChainBundleLayout* layout) const {
   return Status::OK();
 }
 
-Status FileReader::WriteBundle(const ChainBundleLayout& layout, const BundleSink& write, ThreadPool* pool) const {
+Status FileReader::WriteBundle(const ChainBundleLayout& layout, const BundleSink& write, ThreadPool* pool,
+                               size_t stripes) const {
   const Manifest& m = *chain_[0];
   std::vector<uint8_t> tables(layout.tables_bytes());
   layout.WriteTables(m.file_bytes, tables.data());
   TPDE_RETURN_IF_ERROR(write(0, tables.data(), tables.size()));
   std::vector<Status> statuses(layout.num_chunks());
-  auto fetch = [&](size_t c, size_t) {
+  const size_t n = layout.num_chunks();
+  stripes = std::clamp<size_t>(stripes, 1, std::max<size_t>(n, 1));
+  const size_t run = (n + stripes - 1) / stripes;  // chunks per stripe
+  auto fetch = [&](size_t i, size_t) {
+    const size_t c = (i % stripes) * run + i / stripes;
+    if (c >= n) return;
     FetchedChain chain;
     Status s = FetchChain(static_cast<uint32_t>(c), &chain);
     for (uint32_t l = 0; s.ok() && l < chain.payloads.size(); ++l) {
@@ -125,9 +131,9 @@ Status FileReader::WriteBundle(const ChainBundleLayout& layout, const BundleSink
   };
   if (pool == nullptr) pool = pool_;
   if (pool != nullptr) {
-    pool->ParallelFor(layout.num_chunks(), fetch);
+    pool->ParallelFor(run * stripes, fetch);
   } else {
-    for (size_t c = 0; c < layout.num_chunks(); ++c) fetch(c, 0);
+    for (size_t i = 0; i < run * stripes; ++i) fetch(i, 0);
   }
   for (size_t c = 0; c < statuses.size(); ++c) {
     if (!statuses[c].ok()) return statuses[c].WithContext(fmt::format("object {} chunk {}", m.object_id, c));

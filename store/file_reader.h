@@ -75,9 +75,14 @@ class FileReader {
   // in the bundle, bytes, size; called from the pool's threads at once, for
   // disjoint ranges), fetching one chunk per task on `pool` (nullptr: the
   // store's). Stops at the first error of a fetch or of `write`.
+  // `stripes` > 1: the chunks are taken in that many interleaved runs
+  // (task i: run i % stripes), so tasks running at once write to far-apart
+  // parts of the bundle (a sink split in `stripes` files, each with its own
+  // lock, is then written on every thread at once).
   using BundleSink = std::function<Status(uint64_t offset, const void* data, size_t size)>;
   Status BundleLayout(ChainBundleLayout* layout) const;
-  Status WriteBundle(const ChainBundleLayout& layout, const BundleSink& write, ThreadPool* pool) const;
+  Status WriteBundle(const ChainBundleLayout& layout, const BundleSink& write, ThreadPool* pool,
+                     size_t stripes = 1) const;
 
   // Copies file bytes [offset, offset + size) into `out`; *read_bytes is less
   // than size only at the end of the file.
