@@ -9,14 +9,14 @@
 // in the page cache), times per repeat:
 //   layout    FileReader::BundleLayout (chains resolved, no payload read)
 //   fetch     WriteBundle into a sink that drops the bytes (RocksDB reads)
-//   pwrite    MakeBundleMemfds(kPwrite): fetch + pwrite into a memfd + seal
-//   mapped    MakeBundleMemfds(kMapped): fetch + memcpy into a mapping + seal
-//   parts     MakeBundleMemfds(kParts): fetch + pwrite into one memfd per
-//             thread (up to 32) + seal (the daemon, for a client that
-//             passes no buffers)
+//   pwrite    MakeBundleMemfd(kPwrite): fetch + pwrite into a new memfd +
+//             seal (the daemon, for a client that passes no buffers)
+//   mapped    MakeBundleMemfd(kMapped): fetch + memcpy into a mapping + seal
+//   fresh     FillBundleBuffers into new memfds, one per thread (up to 32),
+//             1 MiB blocks round robin (pages allocated as written)
 //   buffers   FillBundleBuffers into memfds that outlive the repeat (the
-//             loader's reusable buffers): repeat 1 allocates their pages,
-//             later repeats only copy
+//             loader's reusable buffers: what a load does once they exist);
+//             repeat 1 allocates their pages, later repeats only copy
 // and prints GB/s of bundle bytes. Results: docs/benchmarks.md.
 #include <fmt/format.h>
 
@@ -120,12 +120,12 @@ int main(int argc, char** argv) {
              Seconds(t0), ingested.stored_bytes / 1e9, threads == 0 ? std::thread::hardware_concurrency() : threads);
   fs::remove(source);
 
-  const size_t parts_max = std::min<size_t>(32, threads == 0 ? std::thread::hardware_concurrency() : threads);
-  fmt::print("{:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}   (ms, GB/s of bundle bytes; parts: {})\n", "repeat",
-             "layout", "fetch", "pwrite", "mapped", "parts", "buffers", parts_max);
+  const size_t num_buffers =
+      std::min<size_t>(tpde::kMaxBundleBuffers, threads == 0 ? std::thread::hardware_concurrency() : threads);
+  fmt::print("{:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}   (ms, GB/s of bundle bytes; buffers: {})\n", "repeat",
+             "layout", "fetch", "pwrite", "mapped", "fresh", "buffers", num_buffers);
   std::vector<tpde::UniqueFd> buffers;
   std::vector<int> raw;
-  uint64_t part_bytes = 0;
   for (int r = 0; r < repeats; ++r) {
     std::unique_ptr<tpde::FileReader> reader;
     Check(store->OpenReader(ingested.ino, &reader));
@@ -139,24 +139,35 @@ int main(int argc, char** argv) {
     const double fetch_s = Seconds(t0);
     std::string line = fmt::format("{:>7} {:>10.1f} {:>4.0f} {:>5.2f}", r + 1, layout_s * 1e3, fetch_s * 1e3,
                                    bytes / fetch_s / 1e9);
-    for (tpde::BundleFill fill : {tpde::BundleFill::kPwrite, tpde::BundleFill::kMapped, tpde::BundleFill::kParts}) {
-      tpde::BundleParts parts;
+    for (tpde::BundleFill fill : {tpde::BundleFill::kPwrite, tpde::BundleFill::kMapped}) {
+      tpde::UniqueFd fd;
       t0 = std::chrono::steady_clock::now();
-      Check(tpde::MakeBundleMemfds(*reader, layout, fill, parts_max, nullptr, &parts));
+      Check(tpde::MakeBundleMemfd(*reader, layout, fill, nullptr, &fd));
       const double s = Seconds(t0);
       line += fmt::format(" {:>4.0f} {:>5.2f}", s * 1e3, bytes / s / 1e9);
     }
-    if (buffers.empty()) {
-      const uint64_t align = 2u << 20;
-      part_bytes = (layout.total_bytes() / parts_max + align) / align * align;
-      for (size_t i = 0; i < parts_max; ++i) {
-        buffers.emplace_back(::memfd_create("bundle-bench", MFD_CLOEXEC));
-        if (::ftruncate(buffers.back().get(), static_cast<off_t>(part_bytes)) != 0) Check(tpde::Status::IOError("ftruncate"));
-        raw.push_back(buffers.back().get());
+    const uint64_t buffer_bytes = tpde::BundleBufferBytes(layout.total_bytes(), num_buffers);
+    auto make_buffers = [&](std::vector<tpde::UniqueFd>* owned, std::vector<int>* fds) {
+      for (size_t i = 0; i < num_buffers; ++i) {
+        owned->emplace_back(::memfd_create("bundle-bench", MFD_CLOEXEC));
+        if (::ftruncate(owned->back().get(), static_cast<off_t>(buffer_bytes)) != 0) {
+          Check(tpde::Status::IOError("ftruncate"));
+        }
+        fds->push_back(owned->back().get());
       }
+    };
+    {
+      std::vector<tpde::UniqueFd> owned;
+      std::vector<int> fds;
+      make_buffers(&owned, &fds);
+      t0 = std::chrono::steady_clock::now();
+      Check(tpde::FillBundleBuffers(*reader, layout, fds, buffer_bytes, tpde::BundlePart::kAll, nullptr));
+      const double s = Seconds(t0);
+      line += fmt::format(" {:>4.0f} {:>5.2f}", s * 1e3, bytes / s / 1e9);
     }
+    if (buffers.empty()) make_buffers(&buffers, &raw);
     t0 = std::chrono::steady_clock::now();
-    Check(tpde::FillBundleBuffers(*reader, layout, raw, part_bytes, nullptr));
+    Check(tpde::FillBundleBuffers(*reader, layout, raw, buffer_bytes, tpde::BundlePart::kAll, nullptr));
     const double s = Seconds(t0);
     line += fmt::format(" {:>4.0f} {:>5.2f}", s * 1e3, bytes / s / 1e9);
     fmt::print("{}\n", line);

@@ -105,124 +105,132 @@ T Field(const Json& j, const char* key, T fallback) {
   }
 }
 
-// The most descriptors a reply may pass, and the most bundle buffers a
-// request may (the daemon's kMaxBundleParts, daemon/control_protocol.h).
-constexpr size_t kMaxReplyFds = 64;
-constexpr size_t kMaxBundleBuffers = 32;
+// The most descriptors a reply may pass (the daemon passes at most one).
+constexpr size_t kMaxReplyFds = 4;
 
-// One request on the control socket, passing `send` (descriptors) with it;
-// the reply's descriptors, if any, go to *fds (owned, closed on
-// destruction).
-Status Call(const std::string& socket_path, const Json& request, const std::vector<int>& send, Json* reply,
-            std::vector<std::unique_ptr<Fd>>* fds) {
-  fds->clear();
-  const int sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (sock < 0) return Status::IOError(fmt::format("socket: {}", std::strerror(errno)));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof(addr.sun_path)) {
-    ::close(sock);
-    return Status::InvalidArgument(fmt::format("control socket path too long: {}", socket_path));
-  }
-  std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
-  if (::connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    const int err = errno;
-    ::close(sock);
-    if (err == EACCES) return Status::IOError(fmt::format("permission denied on the control socket {}", socket_path));
-    return Status::IOError(fmt::format("the tpde daemon is not running (no answer on {}: {})", socket_path,
-                                       std::strerror(err)));
-  }
-  const std::string line = request.dump() + "\n";
-  size_t sent = 0;
-  if (!send.empty()) {
-    // The request's first byte carries the descriptors (SCM_RIGHTS).
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * send.size()));
-    iovec iov{const_cast<char*>(line.data()), 1};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * send.size());
-    std::memcpy(CMSG_DATA(cm), send.data(), sizeof(int) * send.size());
-    ssize_t n;
-    do {
-      n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n != 1) {
-      ::close(sock);
-      return Status::IOError(fmt::format("control socket: {}", std::strerror(errno)));
+// A connection to the daemon's control socket (daemon/control_protocol.h):
+// one request, then reply lines (one, or a streamed bundle's progress).
+class ControlConnection {
+ public:
+  Status Connect(const std::string& socket_path) {
+    sock_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (sock_.fd < 0) return Status::IOError(fmt::format("socket: {}", std::strerror(errno)));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (socket_path.size() >= sizeof(addr.sun_path)) {
+      return Status::InvalidArgument(fmt::format("control socket path too long: {}", socket_path));
     }
-    sent = 1;
-  }
-  while (sent < line.size()) {
-    ssize_t n = ::send(sock, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(sock);
-      return Status::IOError(fmt::format("control socket: {}", std::strerror(errno)));
+    std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
+    if (::connect(sock_.fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      const int err = errno;
+      if (err == EACCES) return Status::IOError(fmt::format("permission denied on the control socket {}", socket_path));
+      return Status::IOError(fmt::format("the tpde daemon is not running (no answer on {}: {})", socket_path,
+                                         std::strerror(err)));
     }
-    sent += static_cast<size_t>(n);
+    return Status::OK();
   }
-  std::string text;
-  char buf[65536];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxReplyFds)];
-  while (text.find('\n') == std::string::npos) {
-    iovec iov{buf, sizeof(buf)};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-      const size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) {
-        int got;
-        std::memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-        fds->push_back(std::make_unique<Fd>(got));
+
+  // The request, with `send` (descriptors) on its first byte.
+  Status Send(const Json& request, const std::vector<int>& send) {
+    const std::string line = request.dump() + "\n";
+    size_t sent = 0;
+    if (!send.empty()) {
+      std::vector<char> control(CMSG_SPACE(sizeof(int) * send.size()));
+      iovec iov{const_cast<char*>(line.data()), 1};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control.data();
+      msg.msg_controllen = control.size();
+      cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+      cm->cmsg_level = SOL_SOCKET;
+      cm->cmsg_type = SCM_RIGHTS;
+      cm->cmsg_len = CMSG_LEN(sizeof(int) * send.size());
+      std::memcpy(CMSG_DATA(cm), send.data(), sizeof(int) * send.size());
+      ssize_t n;
+      do {
+        n = ::sendmsg(sock_.fd, &msg, MSG_NOSIGNAL);
+      } while (n < 0 && errno == EINTR);
+      if (n != 1) return Status::IOError(fmt::format("control socket: {}", std::strerror(errno)));
+      sent = 1;
+    }
+    while (sent < line.size()) {
+      ssize_t n = ::send(sock_.fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Status::IOError(fmt::format("control socket: {}", std::strerror(errno)));
+      sent += static_cast<size_t>(n);
+    }
+    return Status::OK();
+  }
+
+  // The next reply line, a JSON object; descriptors that came with it go to
+  // *fds (owned). IOError if the daemon closed the connection first.
+  Status ReadLine(Json* reply, std::vector<std::unique_ptr<Fd>>* fds = nullptr) {
+    char buf[65536];
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxReplyFds)];
+    while (text_.find('\n') == std::string::npos) {
+      iovec iov{buf, sizeof(buf)};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof(control);
+      ssize_t n = ::recvmsg(sock_.fd, &msg, MSG_CMSG_CLOEXEC);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Status::IOError("the tpde daemon closed the connection mid-reply");
+      for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        const size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; ++i) {
+          int got;
+          std::memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+          auto owned = std::make_unique<Fd>(got);  // closed unless the caller takes it
+          if (fds != nullptr) fds->push_back(std::move(owned));
+        }
       }
+      text_.append(buf, static_cast<size_t>(n));
     }
-    text.append(buf, static_cast<size_t>(n));
+    const size_t end = text_.find('\n');
+    *reply = Json::parse(text_.substr(0, end), nullptr, /*allow_exceptions=*/false);
+    text_.erase(0, end + 1);
+    if (reply->is_discarded() || !reply->is_object()) return Status::IOError("malformed reply from the tpde daemon");
+    return Status::OK();
   }
-  ::close(sock);
-  *reply = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (reply->is_discarded() || !reply->is_object()) {
-    fds->clear();
-    return Status::IOError("malformed reply from the tpde daemon");
-  }
-  return Status::OK();
-}
+
+ private:
+  Fd sock_;
+  std::string text_;  // received, not yet returned
+};
 
 // Bundle buffers the daemon writes into (daemon/control_protocol.h
-// "bundle" with buffers): memfds of this process, mapped back to back
-// read-only once, and reused by later loads. A fresh memfd costs a page
-// allocation per 4 KiB (the daemon's share of a first load); a reused one
-// costs only the copy, with no page faults on either side.
+// "bundle" with buffers): memfds of this process, their 1 MiB blocks mapped
+// in bundle order (codec/chain_bundle.h, BundleBufferSpot) read-only once,
+// and reused by later loads. A fresh memfd costs a page allocation per
+// 4 KiB (the daemon's share of a first load); a reused one costs only the
+// copy, with no page faults on either side.
 class BundleArena {
  public:
-  // Room for at least `capacity` bytes in `parts` memfds of whole 2 MiB
-  // units (pages are allocated as the daemon writes them).
-  static Status Create(uint64_t capacity, size_t parts, std::unique_ptr<BundleArena>* out) {
-    constexpr uint64_t kUnit = 2u << 20;
+  // Room for at least `capacity` bytes in `buffers` memfds (pages are
+  // allocated as the daemon writes them).
+  static Status Create(uint64_t capacity, size_t buffers, std::unique_ptr<BundleArena>* out) {
     auto a = std::unique_ptr<BundleArena>(new BundleArena);
-    a->part_bytes_ = std::max<uint64_t>(kUnit, (capacity / parts + kUnit) / kUnit * kUnit);
-    a->bytes_ = a->part_bytes_ * parts;
+    a->buffer_bytes_ = BundleBufferBytes(std::max<uint64_t>(capacity, 1), buffers);
+    a->bytes_ = a->buffer_bytes_ * buffers;
     void* range = ::mmap(nullptr, a->bytes_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (range == MAP_FAILED) return Status::IOError(fmt::format("bundle buffers: {}", std::strerror(errno)));
     a->map_ = static_cast<uint8_t*>(range);
-    for (size_t i = 0; i < parts; ++i) {
+    for (size_t i = 0; i < buffers; ++i) {
       a->fds_.push_back(std::make_unique<Fd>(::memfd_create("tpde-bundle", MFD_CLOEXEC)));
       const int fd = a->fds_.back()->fd;
-      if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(a->part_bytes_)) != 0 ||
-          ::mmap(a->map_ + i * a->part_bytes_, a->part_bytes_, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+      if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(a->buffer_bytes_)) != 0) {
         return Status::IOError(fmt::format("bundle buffers of {} bytes: {}", a->bytes_, std::strerror(errno)));
+      }
+    }
+    for (uint64_t at = 0; at < a->bytes_; at += kBundleBlockBytes) {
+      const BundleSpot spot = BundleBufferSpot(at, buffers);
+      if (::mmap(a->map_ + at, kBundleBlockBytes, PROT_READ, MAP_SHARED | MAP_FIXED, a->fds_[spot.buffer]->fd,
+                 static_cast<off_t>(spot.offset)) == MAP_FAILED) {
+        return Status::IOError(fmt::format("mapping bundle buffers of {} bytes: {}", a->bytes_, std::strerror(errno)));
       }
     }
     *out = std::move(a);
@@ -242,7 +250,7 @@ class BundleArena {
  private:
   BundleArena() = default;
   std::vector<std::unique_ptr<Fd>> fds_;
-  uint64_t part_bytes_ = 0, bytes_ = 0;
+  uint64_t buffer_bytes_ = 0, bytes_ = 0;
   uint8_t* map_ = nullptr;
 };
 
@@ -314,8 +322,45 @@ struct LoadedFile::Impl {
   ParsedChainBundle bundle;
   int chain_depth = 0;
 
+  // The daemon streams the payloads after the tables: chunks [0, ready)
+  // are in the arena. The connection stays open until "done".
+  std::mutex stream_mu;
+  std::unique_ptr<ControlConnection> stream;  // guarded by stream_mu; null once done
+  uint32_t ready = 0;                         // guarded by stream_mu
+  Status stream_error;                        // guarded by stream_mu
+  Clock::time_point opened;
+  uint64_t bundle_bytes = 0;
+
   ~Impl() {
-    if (arena) TheShared().ReturnArena(std::move(arena));
+    // Buffers the daemon may still be writing into are never reused: the
+    // daemon stops at its next progress line (the connection is closed) and
+    // drops its references; the pages go with the last one.
+    if (arena && !stream) TheShared().ReturnArena(std::move(arena));
+  }
+
+  // Waits until chunks [0, end) are in the arena (or the fill failed).
+  Status WaitReady(uint32_t end) {
+    std::lock_guard<std::mutex> lock(stream_mu);
+    while (ready < end && stream_error.ok()) {
+      Json line;
+      Status s = stream ? stream->ReadLine(&line) : Status::IOError("bundle stream ended early");
+      if (s.ok() && !Field(line, "ok", true)) {
+        s = Status::IOError(fmt::format("the tpde daemon failed the bundle: {}",
+                                        Field(line, "error", std::string("unknown error"))));
+      }
+      if (!s.ok()) {
+        stream_error = s;
+        break;
+      }
+      const uint64_t r = Field(line, "ready", uint64_t{0});
+      ready = static_cast<uint32_t>(std::min<uint64_t>(std::max<uint64_t>(ready, r), bundle.chunks.size()));
+      if (Field(line, "done", false)) {
+        if (ready != bundle.chunks.size()) stream_error = Status::IOError("bundle stream ended early");
+        stream.reset();
+        Trace("bundle payloads all in", opened, bundle_bytes);
+      }
+    }
+    return stream_error;
   }
 
   // The chunk that starts at `offset` (InvalidArgument if none does).
@@ -345,11 +390,10 @@ Status LoadedFile::Open(const std::string& path, const LoaderOptions& options, s
   const std::string socket_path = env != nullptr ? env : (std::filesystem::path(store) / "control.sock").string();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(options.wait_seconds);
   Json reply;
-  std::vector<std::unique_ptr<Fd>> received;
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->arena = TheShared().TakeArena();
-  const size_t parts = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, kMaxBundleBuffers);
+  const size_t buffers = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, kMaxBundleBuffers);
   uint64_t want = 0;
   int resized = 0;
   auto t0 = Clock::now();
@@ -370,12 +414,15 @@ Status LoadedFile::Open(const std::string& path, const LoaderOptions& options, s
                                         (4u << 20));
     if (!impl->arena || impl->arena->capacity() < want) {
       impl->arena.reset();
-      TPDE_RETURN_IF_ERROR(BundleArena::Create(want, parts, &impl->arena));
+      TPDE_RETURN_IF_ERROR(BundleArena::Create(want, buffers, &impl->arena));
     }
     std::vector<int> send = {file.fd};
     for (int fd : impl->arena->fds()) send.push_back(fd);
-    TPDE_RETURN_IF_ERROR(Call(socket_path, Json{{"cmd", "bundle"}, {"path", path}}, send, &reply, &received));
-    received.clear();  // this request passes buffers: nothing should come back
+    auto conn = std::make_unique<ControlConnection>();
+    TPDE_RETURN_IF_ERROR(conn->Connect(socket_path));
+    TPDE_RETURN_IF_ERROR(conn->Send(Json{{"cmd", "bundle"}, {"path", path}, {"stream", true}}, send));
+    TPDE_RETURN_IF_ERROR(conn->ReadLine(&reply));  // passes buffers: no descriptor comes back
+    if (Field(reply, "ok", false) && Field(reply, "streaming", false)) impl->stream = std::move(conn);
     if (Field(reply, "ok", false)) break;
     const std::string error = Field(reply, "error", std::string("unknown error"));
     if (const uint64_t need = Field(reply, "need_bytes", uint64_t{0}); need > 0 && resized++ < 3) {
@@ -398,11 +445,15 @@ Status LoadedFile::Open(const std::string& path, const LoaderOptions& options, s
   if (bundle_bytes == 0 || bundle_bytes > impl->arena->capacity()) {
     return Status::IOError("the tpde daemon answered with a bundle size that does not fit its buffers");
   }
-  Trace("bundle from the daemon", t0, bundle_bytes);
+  Trace(impl->stream ? "bundle tables from the daemon" : "bundle from the daemon", t0, bundle_bytes);
+  impl->opened = t0;
+  impl->bundle_bytes = bundle_bytes;
   t0 = Clock::now();
   impl->chain_depth = Field(reply, "chain_depth", 0);
+  // The tables are written (streamed or not); only payload views are taken.
   TPDE_RETURN_IF_ERROR(ParseChainBundle(
       std::string_view(reinterpret_cast<const char*>(impl->arena->data()), bundle_bytes), &impl->bundle));
+  if (!impl->stream) impl->ready = static_cast<uint32_t>(impl->bundle.chunks.size());
   Trace("bundle parsed", t0, bundle_bytes);
   out->reset(new LoadedFile(std::move(impl)));
   return Status::OK();
@@ -413,6 +464,7 @@ Status LoadedFile::ReadRanges(size_t n, const uint64_t* offsets, const uint64_t*
   const ParsedChainBundle& b = impl_->bundle;
   std::vector<ChainRequest> requests;
   std::vector<uint8_t*> outs;
+  std::vector<uint32_t> chunk_of;  // each request's chunk
   for (size_t i = 0; i < n; ++i) {
     if (sizes[i] == 0) continue;
     if (offsets[i] > b.file_bytes || sizes[i] > b.file_bytes - offsets[i]) {
@@ -428,6 +480,7 @@ Status LoadedFile::ReadRanges(size_t n, const uint64_t* offsets, const uint64_t*
       uint8_t* out = static_cast<uint8_t*>(dst[i]) + done;
       requests.push_back(b.Request(c, out));
       outs.push_back(out);
+      chunk_of.push_back(c);
       done += b.chunks[c].content_bytes;
     }
   }
@@ -436,19 +489,36 @@ Status LoadedFile::ReadRanges(size_t n, const uint64_t* offsets, const uint64_t*
   std::vector<Status> statuses(requests.size());
   uint64_t bytes = 0;
   for (const ChainRequest& r : requests) bytes += r.links[r.num_links - 1].record->content_bytes();
-  const auto t0 = Clock::now();
-  if (device < 0) {
-    Status s = NewCpuChainDecoder(pool)->DecodeBatch(requests.data(), requests.size(), statuses.data());
-    Trace("decoded on the CPU", t0, bytes);
-    return s;
-  }
   GpuChainDecoder* gpu = nullptr;
-  TPDE_RETURN_IF_ERROR(TheShared().Gpu(device, pool, &gpu));
-  Trace("GPU decoder ready", t0, 0);
+  if (device >= 0) {
+    const auto t0 = Clock::now();
+    TPDE_RETURN_IF_ERROR(TheShared().Gpu(device, pool, &gpu));
+    Trace("GPU decoder ready", t0, 0);
+  }
+  // In steps of about kStepBytes of output, each decoded once the daemon
+  // has streamed its chunks: the decode of one step overlaps the daemon's
+  // reads of the next.
+  constexpr uint64_t kStepBytes = 128u << 20;
+  std::unique_ptr<ChainDecoder> cpu = device < 0 ? NewCpuChainDecoder(pool) : nullptr;
   const auto t1 = Clock::now();
-  Status s = gpu->DecodeBatchToDevice(requests.data(), requests.size(), outs.data(), stream, statuses.data());
-  Trace("decoded on the GPU", t1, bytes);
-  return s;
+  Status result;
+  for (size_t begin = 0; begin < requests.size();) {
+    size_t end = begin;
+    uint64_t step = 0;
+    uint32_t last_chunk = 0;
+    for (; end < requests.size() && (end == begin || step < kStepBytes); ++end) {
+      step += requests[end].links[requests[end].num_links - 1].record->content_bytes();
+      last_chunk = std::max(last_chunk, chunk_of[end]);
+    }
+    TPDE_RETURN_IF_ERROR(impl_->WaitReady(last_chunk + 1));
+    Status s = device < 0 ? cpu->DecodeBatch(requests.data() + begin, end - begin, statuses.data() + begin)
+                          : gpu->DecodeBatchToDevice(requests.data() + begin, end - begin, outs.data() + begin,
+                                                     stream, statuses.data() + begin);
+    if (result.ok()) result = s;
+    begin = end;
+  }
+  Trace(device < 0 ? "decoded on the CPU" : "decoded on the GPU", t1, bytes);
+  return result;
 }
 
 Status LoadedFile::ReadHost(uint64_t offset, uint64_t size, void* dst) {
@@ -460,6 +530,11 @@ Status LoadedFile::ReadHost(uint64_t offset, uint64_t size, void* dst) {
   auto it = std::upper_bound(b.chunks.begin(), b.chunks.end(), offset,
                              [](uint64_t off, const BundleChunk& k) { return off < k.file_offset; });
   uint32_t c = static_cast<uint32_t>(it - b.chunks.begin()) - 1;
+  {
+    auto last = std::lower_bound(b.chunks.begin(), b.chunks.end(), offset + size,
+                                 [](const BundleChunk& k, uint64_t off) { return k.file_offset < off; });
+    TPDE_RETURN_IF_ERROR(impl_->WaitReady(static_cast<uint32_t>(last - b.chunks.begin())));
+  }
   ChunkScratch scratch;
   std::vector<uint8_t> buf;
   uint64_t done = 0;

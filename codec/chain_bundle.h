@@ -1,8 +1,9 @@
 // ChainBundle: everything needed to reconstruct one stored file version
 // away from the store — each chunk's chain of records and their payloads —
-// in one flat buffer. tpded writes it into a sealed memfd for the loader
-// (client/), which maps it and decodes on its own CPU or GPU: payloads cross
-// the process boundary through shared memory, never through the socket.
+// in one flat buffer. tpded writes it into the loader's buffers (memfds of
+// the loader's process, see "Bundle buffers" below), which the loader maps
+// and decodes on its own CPU or GPU: payloads cross the process boundary
+// through shared memory, never through the socket.
 //
 // Layout (little-endian; offsets in bytes from the start of the buffer):
 //
@@ -76,6 +77,35 @@ Status ParseChainBundle(std::string_view bytes, ParsedChainBundle* out);
 // copies each link's payload (record->payload_bytes() bytes) to
 // PayloadOffset(chunk, link). Not thread-safe while adding; the const
 // methods may be called from several threads.
+// Bundle buffers: a bundle written into N memfds (the loader's) is dealt
+// out in blocks of kBundleBlockBytes, round robin: bundle block b lives in
+// buffer b % N at byte (b / N) * kBundleBlockBytes, and the loader maps the
+// blocks back in order. Writers working on consecutive chunks at once so
+// land in different buffers (a tmpfs file takes one lock per write), and the
+// bundle can be filled, and read, in file order.
+inline constexpr uint64_t kBundleBlockBytes = 1u << 20;
+inline constexpr size_t kMaxBundleBuffers = 32;
+
+struct BundleSpot {
+  size_t buffer = 0;     // which buffer
+  uint64_t offset = 0;   // byte in that buffer
+  uint64_t contiguous = 0;  // bytes from there to the end of the block
+};
+
+inline BundleSpot BundleBufferSpot(uint64_t bundle_offset, size_t num_buffers) {
+  const uint64_t block = bundle_offset / kBundleBlockBytes;
+  const uint64_t within = bundle_offset % kBundleBlockBytes;
+  return {static_cast<size_t>(block % num_buffers), (block / num_buffers) * kBundleBlockBytes + within,
+          kBundleBlockBytes - within};
+}
+
+// Bytes each of `num_buffers` buffers needs for a bundle of `bundle_bytes`
+// (whole blocks).
+inline uint64_t BundleBufferBytes(uint64_t bundle_bytes, size_t num_buffers) {
+  const uint64_t blocks = (bundle_bytes + kBundleBlockBytes - 1) / kBundleBlockBytes;
+  return (blocks + num_buffers - 1) / num_buffers * kBundleBlockBytes;
+}
+
 class ChainBundleLayout {
  public:
   void AddChunk(uint64_t file_offset, const ChunkRecord* const* records, uint32_t num_links);

@@ -14,8 +14,6 @@ namespace tpde {
 
 namespace {
 
-constexpr uint64_t kPartAlign = 2u << 20;  // part boundaries: whole pages (and huge pages)
-
 Status Errno(const char* what, uint64_t bytes) {
   return Status::IOError(fmt::format("bundle of {} bytes: {}: {}", bytes, what, std::strerror(errno)));
 }
@@ -30,33 +28,12 @@ Status PwriteAll(int fd, const void* data, size_t size, uint64_t offset) {
   return Status::OK();
 }
 
-// pwrite into consecutive parts of `part_bytes` each (the last may be shorter).
-Status FillByPwrite(const FileReader& reader, const ChainBundleLayout& layout, ThreadPool* pool,
-                    const std::vector<int>& fds, uint64_t part_bytes) {
-  return reader.WriteBundle(
-      layout,
-      [&](uint64_t offset, const void* data, size_t size) -> Status {
-        const uint8_t* p = static_cast<const uint8_t*>(data);
-        while (size > 0) {
-          const size_t part = static_cast<size_t>(offset / part_bytes);
-          const uint64_t within = offset - part * part_bytes;
-          const size_t n = static_cast<size_t>(std::min<uint64_t>(size, part_bytes - within));
-          TPDE_RETURN_IF_ERROR(PwriteAll(fds[part], p, n, within));
-          p += n;
-          offset += n;
-          size -= n;
-        }
-        return Status::OK();
-      },
-      pool, fds.size());
-}
-
 Status FillByMapping(const FileReader& reader, const ChainBundleLayout& layout, ThreadPool* pool, int fd) {
   const uint64_t bytes = layout.total_bytes();
   void* map = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (map == MAP_FAILED) return Errno("mmap", bytes);
   // A tmpfs page that cannot be allocated would be SIGBUS on the write:
-  // reserve them all first (ENOSPC here instead).
+  // reserve them all first (ENOSPC or ENOMEM here instead).
   Status s;
   if (::fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0) s = Errno("fallocate", bytes);
   if (s.ok()) {
@@ -75,66 +52,68 @@ Status FillByMapping(const FileReader& reader, const ChainBundleLayout& layout, 
 
 }  // namespace
 
-uint64_t BundleParts::total_bytes() const {
-  uint64_t t = 0;
-  for (uint64_t b : bytes) t += b;
-  return t;
-}
-
-Status MakeBundleMemfds(const FileReader& reader, const ChainBundleLayout& layout, BundleFill fill, size_t max_parts,
-                        ThreadPool* pool, BundleParts* out) {
-  const uint64_t total = layout.total_bytes();
-  uint64_t part_bytes = total;
-  if (fill == BundleFill::kParts && max_parts > 1) {
-    part_bytes = std::max<uint64_t>(kPartAlign, (total / max_parts + kPartAlign - 1) / kPartAlign * kPartAlign);
+Status MakeBundleMemfd(const FileReader& reader, const ChainBundleLayout& layout, BundleFill fill, ThreadPool* pool,
+                       UniqueFd* out) {
+  const uint64_t bytes = layout.total_bytes();
+  UniqueFd mem(::memfd_create("tpde-bundle", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (mem.get() < 0) return Errno("memfd_create", bytes);
+  if (::ftruncate(mem.get(), static_cast<off_t>(bytes)) != 0) return Errno("ftruncate", bytes);
+  if (fill == BundleFill::kMapped) {
+    TPDE_RETURN_IF_ERROR(FillByMapping(reader, layout, pool, mem.get()));
+  } else {
+    const int fd = mem.get();
+    TPDE_RETURN_IF_ERROR(reader.WriteBundle(
+        layout, [fd](uint64_t offset, const void* data, size_t size) { return PwriteAll(fd, data, size, offset); },
+        pool));
   }
-  BundleParts parts;
-  for (uint64_t at = 0; at < total || parts.fds.empty(); at += part_bytes) {
-    const uint64_t n = std::min(part_bytes, total - at);
-    UniqueFd mem(::memfd_create("tpde-bundle", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-    if (mem.get() < 0) return Errno("memfd_create", total);
-    if (::ftruncate(mem.get(), static_cast<off_t>(n)) != 0) return Errno("ftruncate", total);
-    parts.fds.push_back(std::move(mem));
-    parts.bytes.push_back(n);
-    if (n == 0) break;
+  if (::fcntl(mem.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    return Errno("sealing", bytes);
   }
-  std::vector<int> raw;
-  for (const UniqueFd& fd : parts.fds) raw.push_back(fd.get());
-  TPDE_RETURN_IF_ERROR(fill == BundleFill::kMapped ? FillByMapping(reader, layout, pool, raw[0])
-                                                   : FillByPwrite(reader, layout, pool, raw, part_bytes));
-  for (const UniqueFd& fd : parts.fds) {
-    if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
-      return Errno("sealing", total);
-    }
-  }
-  *out = std::move(parts);
+  *out = std::move(mem);
   return Status::OK();
 }
 
-Status CheckBundleBuffers(const std::vector<int>& fds, uint64_t* part_bytes) {
-  if (fds.empty()) return Status::InvalidArgument("no bundle buffers");
-  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+Status CheckBundleBuffers(const std::vector<int>& fds, uint64_t* buffer_bytes) {
+  if (fds.empty() || fds.size() > kMaxBundleBuffers) {
+    return Status::InvalidArgument(fmt::format("1 to {} bundle buffers, not {}", kMaxBundleBuffers, fds.size()));
+  }
   for (size_t i = 0; i < fds.size(); ++i) {
     struct stat st;
     if (::fcntl(fds[i], F_GET_SEALS) < 0 || ::fstat(fds[i], &st) != 0 || !S_ISREG(st.st_mode)) {
       return Status::InvalidArgument(fmt::format("bundle buffer {} is not a memfd", i));
     }
     const uint64_t size = static_cast<uint64_t>(st.st_size);
-    if (i == 0) *part_bytes = size;
-    if (size != *part_bytes || size == 0 || size % page != 0) {
-      return Status::InvalidArgument("bundle buffers must all have one size, a whole number of pages");
+    if (i == 0) *buffer_bytes = size;
+    if (size != *buffer_bytes || size == 0 || size % kBundleBlockBytes != 0) {
+      return Status::InvalidArgument(
+          fmt::format("bundle buffers must all have one size, whole blocks of {} bytes", kBundleBlockBytes));
     }
   }
   return Status::OK();
 }
 
 Status FillBundleBuffers(const FileReader& reader, const ChainBundleLayout& layout, const std::vector<int>& fds,
-                         uint64_t part_bytes, ThreadPool* pool) {
-  if (fds.size() * part_bytes < layout.total_bytes()) {
-    return Status::InvalidArgument(fmt::format("bundle buffers of {} bytes for a bundle of {}",
-                                               fds.size() * part_bytes, layout.total_bytes()));
+                         uint64_t buffer_bytes, BundlePart part, ThreadPool* pool,
+                         const FileReader::ChunkWritten& written) {
+  if (BundleBufferBytes(layout.total_bytes(), fds.size()) > buffer_bytes) {
+    return Status::InvalidArgument(fmt::format("{} bundle buffers of {} bytes for a bundle of {}", fds.size(),
+                                               buffer_bytes, layout.total_bytes()));
   }
-  return FillByPwrite(reader, layout, pool, fds, part_bytes);
+  auto sink = [&fds](uint64_t offset, const void* data, size_t size) -> Status {
+    const uint8_t* p = static_cast<const uint8_t*>(data);
+    while (size > 0) {
+      const BundleSpot spot = BundleBufferSpot(offset, fds.size());
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(size, spot.contiguous));
+      TPDE_RETURN_IF_ERROR(PwriteAll(fds[spot.buffer], p, n, spot.offset));
+      p += n;
+      offset += n;
+      size -= n;
+    }
+    return Status::OK();
+  };
+  if (part != BundlePart::kPayloads) TPDE_RETURN_IF_ERROR(reader.WriteBundleTables(layout, sink));
+  if (part != BundlePart::kTables) TPDE_RETURN_IF_ERROR(reader.WriteBundlePayloads(layout, sink, pool, written));
+  return Status::OK();
 }
 
 }  // namespace tpde

@@ -1,28 +1,27 @@
-// A file's chain bundle (codec/chain_bundle.h) in a sealed memfd, for the
+// A file's chain bundle (codec/chain_bundle.h) in shared memory, for the
 // loader (the control protocol's "bundle", daemon/control_protocol.h): the
-// payloads reach the client through shared memory, not the socket.
+// payloads reach the client through memfds, not the socket.
 //
-// Fill strategies (bench/bundle_bench.cc measures them):
-//   kPwrite  one memfd, pwrite() from the pool's threads. Every pwrite to a
-//            tmpfs file takes its inode lock, so the copies into the memfd
-//            run one at a time whatever the thread count.
-//   kMapped  one memfd through a shared writable mapping that the pool's
-//            threads fill with memcpy: no inode lock, but a page fault per
-//            4 KiB page (tmpfs mappings get huge pages only where
-//            shmem_enabled allows).
-//   kParts   the bundle cut into up to `max_parts` consecutive memfds of
-//            whole pages, pwrite() from the pool's threads: a lock per part,
-//            so the copies run on as many cores as there are parts. The
-//            client maps the parts back to back into one range.
-// Each part is sealed against shrinking, growing and writing (F_SEAL_SHRINK
-// | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL): a client that maps it cannot
-// be sent SIGBUS or see it change.
+// Two ways, both measured by bench/bundle_bench.cc:
+//   FillBundleBuffers  into the loader's own buffers (memfds it passes with
+//                      the request and keeps mapped across loads), dealt
+//                      out in 1 MiB blocks round robin (BundleBufferSpot):
+//                      a load allocates no pages once the buffers exist,
+//                      and the pool's threads, taking chunks in file order,
+//                      write into different buffers at once (pwrite to a
+//                      tmpfs file holds its inode lock). What the loader
+//                      uses.
+//   MakeBundleMemfd    into one new memfd the daemon passes back, sealed
+//                      against shrinking, growing and writing (F_SEAL_SHRINK
+//                      | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL), for a
+//                      client without buffers: slower (page allocation and
+//                      one inode lock), simple.
 //
-// Errors: IOError for a memfd that cannot be created, sized, mapped or
-// sealed (ENOMEM, ENOSPC of the tmpfs); the reader's Corruption or IOError
-// for a payload. Nothing is left behind on an error. Thread-safety: calls
-// are independent; `pool` serialises its ParallelFor calls (see
-// codec/thread_pool.h).
+// Errors: IOError for a memfd that cannot be created, sized, mapped,
+// written or sealed (ENOMEM); InvalidArgument for buffers that are not
+// memfds or too small; the reader's Corruption or IOError for a payload.
+// Thread-safety: calls are independent; `pool` serialises its ParallelFor
+// calls (codec/thread_pool.h).
 #pragma once
 
 #include <cstdint>
@@ -36,37 +35,31 @@
 
 namespace tpde {
 
-enum class BundleFill { kPwrite, kMapped, kParts };
-
-// A bundle in consecutive memfds: part i holds bytes [sum of bytes[0..i),
-// + bytes[i]); every part but the last is a whole number of pages.
-struct BundleParts {
-  std::vector<UniqueFd> fds;
-  std::vector<uint64_t> bytes;
-  uint64_t total_bytes() const;
+enum class BundleFill {
+  kPwrite,  // pwrite() from the pool's threads (one inode lock)
+  kMapped,  // memcpy into a shared writable mapping (a page fault per 4 KiB)
 };
 
 // The bundle of `reader`'s file laid out as `layout` (reader.BundleLayout)
-// in new sealed memfds (one, or up to `max_parts` for kParts). `pool`: the
-// threads that fetch payloads and copy them (nullptr: the reader's).
-Status MakeBundleMemfds(const FileReader& reader, const ChainBundleLayout& layout, BundleFill fill, size_t max_parts,
-                        ThreadPool* pool, BundleParts* out);
+// in a new sealed memfd of layout.total_bytes() bytes. `pool`: the threads
+// that fetch payloads and copy them (nullptr: the reader's).
+Status MakeBundleMemfd(const FileReader& reader, const ChainBundleLayout& layout, BundleFill fill, ThreadPool* pool,
+                       UniqueFd* out);
 
-// The loader's own buffers, passed with a "bundle" request: memfds it keeps
-// mapped across loads, so a load allocates no pages and faults none in on
-// either side once the buffers exist (tmpfs page allocation, not copying,
-// is what a fresh memfd costs: bench/bundle_bench.cc). Checks that every
-// descriptor is a memfd or other shmem file (F_GET_SEALS answers only for
-// those: no file on disk or on the mount is written through here), that all
-// are `*part_bytes` long, a whole number of pages. InvalidArgument
-// otherwise.
-Status CheckBundleBuffers(const std::vector<int>& fds, uint64_t* part_bytes);
+// Checks descriptors passed as bundle buffers: memfds or other shmem files
+// (F_GET_SEALS answers only for those: no file on disk or on the mount is
+// written through here), all `*buffer_bytes` long, whole kBundleBlockBytes
+// blocks, at most kMaxBundleBuffers. InvalidArgument otherwise.
+Status CheckBundleBuffers(const std::vector<int>& fds, uint64_t* buffer_bytes);
 
-// Writes the bundle into checked buffers: byte o of the bundle to byte
-// o % part_bytes of buffer o / part_bytes, the buffers filled in parallel
-// (one inode lock each). The caller checked that fds.size() * part_bytes
-// >= layout.total_bytes().
+// Writes the bundle into checked buffers at BundleBufferSpot(offset,
+// fds.size()): the tables (kTables), the payloads, chunks taken in file
+// order on the pool (kPayloads), or both (kAll). `written` (optional): as
+// FileReader::WriteBundle's, for progress. InvalidArgument if
+// BundleBufferBytes(total, fds.size()) > buffer_bytes.
+enum class BundlePart { kAll, kTables, kPayloads };
 Status FillBundleBuffers(const FileReader& reader, const ChainBundleLayout& layout, const std::vector<int>& fds,
-                         uint64_t part_bytes, ThreadPool* pool);
+                         uint64_t buffer_bytes, BundlePart part, ThreadPool* pool,
+                         const FileReader::ChunkWritten& written = nullptr);
 
 }  // namespace tpde

@@ -10,28 +10,29 @@
 //   flush               -> {}            (waits until every closed file is committed)
 //   gc                  -> {}            (re-bases and frees deleted references)
 //   status              -> {"status": {...counters...}}
-//   bundle {"path": P}  -> {"bundle_bytes": N, "parts": [B0, B1, ...],
-//                           "file_bytes": F, "chain_depth": D}
-//                          plus one sealed memfd per part (at most
-//                          kMaxBundleParts), passed with the reply's first
-//                          byte (SCM_RIGHTS): the file's chain bundle
-//                          (codec/chain_bundle.h) cut into consecutive
-//                          parts of B0, B1, ... bytes (all but the last a
-//                          whole number of pages; N = their sum), for the
-//                          loader (client/), which maps them back to back.
-//                          The request may pass, after the file's
-//                          descriptor, up to kMaxBundleParts memfds of one
-//                          size S (whole pages) as buffers: the bundle is
-//                          then written into them (byte o at o % S of
-//                          buffer o / S) and none is passed back; buffers
-//                          too small answer {"ok": false, "need_bytes": N}. The request must carry, with its
-//                          first byte (SCM_RIGHTS), a descriptor of the file
-//                          opened for reading through this daemon's mount:
-//                          the kernel has checked the caller's permissions
-//                          at that open, so the bundle is sent for that
-//                          inode only (P is for messages). A file not
-//                          committed yet answers {"ok": false,
-//                          "not_committed": true, ...}.
+//   bundle {"path": P, "stream": S}
+//                       -> {"bundle_bytes": N, "file_bytes": F, "chain_depth": D}
+//                          The file's chain bundle (codec/chain_bundle.h),
+//                          for the loader (client/). The request must carry,
+//                          with its first byte (SCM_RIGHTS), a descriptor
+//                          of the file opened for reading through this
+//                          daemon's mount: the kernel checked the caller's
+//                          permissions at that open, so the bundle is of
+//                          that inode only (P is for messages). After it,
+//                          the request may pass up to kMaxBundleBuffers
+//                          memfds of one size (whole kBundleBlockBytes) as
+//                          buffers: the bundle is written into them, dealt
+//                          out as BundleBufferSpot says; buffers too small
+//                          answer {"ok": false, "need_bytes": N}. With S
+//                          true, the reply comes once the tables are
+//                          written, with "streaming": true, and is followed
+//                          by progress lines {"ready": K} (chunks [0, K)
+//                          written) and a last {"ready": n, "done": true},
+//                          or {"ok": false, "error": ...} if the fill
+//                          failed. Without buffers, the bundle comes in a
+//                          new sealed memfd passed with the reply's first
+//                          byte. A file not committed yet answers
+//                          {"ok": false, "not_committed": true, ...}.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -41,9 +42,6 @@
 #include "store/store.h"
 
 namespace tpde {
-
-// The most memfds one "bundle" reply passes (see daemon/bundle_memfd.h).
-constexpr size_t kMaxBundleParts = 32;
 
 nlohmann::json StatsToJson(const StoreStats& s);
 StoreStats StatsFromJson(const nlohmann::json& j);

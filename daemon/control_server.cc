@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "daemon/bundle_memfd.h"
@@ -86,13 +88,28 @@ void ControlServer::Loop() {
   }
 }
 
+namespace {
+
+// Sends all of `text` (false if the peer is gone).
+bool SendAll(int conn, std::string_view text) {
+  for (size_t sent = 0; sent < text.size();) {
+    ssize_t n = ::send(conn, text.data() + sent, text.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
+
 void ControlServer::Serve(int conn) {
   std::string line;
   char buf[4096];
   std::vector<UniqueFd> in;  // the descriptors the request carries (bundle)
   while (line.find('\n') == std::string::npos && line.size() < (1 << 20)) {
     iovec iov{buf, sizeof(buf)};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxBundleParts + 1))];
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxBundleBuffers + 1))];
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -113,7 +130,8 @@ void ControlServer::Serve(int conn) {
     line.append(buf, static_cast<size_t>(n));
   }
   std::vector<UniqueFd> fds;
-  const std::string reply = Handle(line, &in, &fds) + "\n";
+  std::function<void(int conn)> then;  // a streamed bundle's fill, after the reply
+  const std::string reply = Handle(line, &in, &fds, &then) + "\n";
   in.clear();
   size_t sent = 0;
   if (!fds.empty()) {
@@ -138,12 +156,7 @@ void ControlServer::Serve(int conn) {
     } while (n < 0 && errno == EINTR);
     sent = n == 1 ? 1 : reply.size();  // on failure, send nothing more
   }
-  while (sent < reply.size()) {
-    ssize_t n = ::send(conn, reply.data() + sent, reply.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
-  }
+  if (sent < reply.size() && SendAll(conn, std::string_view(reply).substr(sent)) && then) then(conn);
   ::close(conn);
 }
 
@@ -151,8 +164,9 @@ void ControlServer::Serve(int conn) {
 // loader: payloads go through shared memory, not the socket. The descriptor
 // is the caller's proof of access: opened for reading on this mount, so the
 // kernel checked its permissions (default_permissions) at open.
-Status ControlServer::Bundle(const std::string& path, const std::vector<UniqueFd>& in, Json* reply,
-                             std::vector<UniqueFd>* fds) {
+Status ControlServer::Bundle(const std::string& path, bool stream, std::vector<UniqueFd>* in_fds, Json* reply,
+                             std::vector<UniqueFd>* fds, std::function<void(int conn)>* then) {
+  const std::vector<UniqueFd>& in = *in_fds;
   if (in.empty()) {
     return Status::InvalidArgument("bundle: the request carries no descriptor of the file (open it for reading "
                                    "through the mount and pass it with SCM_RIGHTS)");
@@ -185,29 +199,62 @@ Status ControlServer::Bundle(const std::string& path, const std::vector<UniqueFd
     // The loader's own buffers: filled in place, nothing passed back.
     std::vector<int> buffers;
     for (size_t i = 1; i < in.size(); ++i) buffers.push_back(in[i].get());
-    uint64_t part_bytes = 0;
-    TPDE_RETURN_IF_ERROR(CheckBundleBuffers(buffers, &part_bytes));
-    if (buffers.size() * part_bytes < layout.total_bytes()) {
-      (*reply)["need_bytes"] = layout.total_bytes();
-      return Status::InvalidArgument(fmt::format("'{}': the bundle needs {} bytes of buffers, {} were passed", path,
-                                                 layout.total_bytes(), buffers.size() * part_bytes));
+    uint64_t buffer_bytes = 0;
+    TPDE_RETURN_IF_ERROR(CheckBundleBuffers(buffers, &buffer_bytes));
+    const uint64_t total = layout.total_bytes();
+    if (BundleBufferBytes(total, buffers.size()) > buffer_bytes) {
+      (*reply)["need_bytes"] = total;
+      return Status::InvalidArgument(fmt::format("'{}': a bundle of {} bytes does not fit {} buffers of {}", path,
+                                                 total, buffers.size(), buffer_bytes));
     }
-    TPDE_RETURN_IF_ERROR(FillBundleBuffers(*reader, layout, buffers, part_bytes, nullptr));
-    (*reply)["bundle_bytes"] = layout.total_bytes();
+    (*reply)["bundle_bytes"] = total;
+    if (!stream) return FillBundleBuffers(*reader, layout, buffers, buffer_bytes, BundlePart::kAll, nullptr);
+    // Streamed: the tables now, the payloads after the reply, with progress
+    // lines, so the loader decodes the first chunks while later ones are
+    // still being read.
+    TPDE_RETURN_IF_ERROR(FillBundleBuffers(*reader, layout, buffers, buffer_bytes, BundlePart::kTables, nullptr));
+    (*reply)["streaming"] = true;
+    auto fill = std::make_shared<StreamedBundle>();
+    fill->reader = std::move(reader);
+    fill->layout = std::move(layout);
+    fill->buffer_bytes = buffer_bytes;
+    for (size_t i = 1; i < in_fds->size(); ++i) fill->buffers.push_back(std::move((*in_fds)[i]));
+    *then = [fill](int conn) { fill->Run(conn); };
     return Status::OK();
   }
-  BundleParts parts;
-  TPDE_RETURN_IF_ERROR(
-      MakeBundleMemfds(*reader, layout, BundleFill::kParts,
-                       std::min<size_t>(kMaxBundleParts, std::thread::hardware_concurrency()), nullptr, &parts));
-  (*reply)["bundle_bytes"] = parts.total_bytes();
-  (*reply)["parts"] = parts.bytes;
-  *fds = std::move(parts.fds);
+  TPDE_RETURN_IF_ERROR(MakeBundleMemfd(*reader, layout, BundleFill::kPwrite, nullptr, &fds->emplace_back()));
+  (*reply)["bundle_bytes"] = layout.total_bytes();
   return Status::OK();
 }
 
+void ControlServer::StreamedBundle::Run(int conn) {
+  std::vector<int> fds;
+  for (const UniqueFd& f : buffers) fds.push_back(f.get());
+  const size_t n = layout.num_chunks();
+  const size_t step = std::max<size_t>(1, n / 64);  // progress lines per bundle: about 64
+  std::mutex mu;
+  std::vector<bool> written(n);
+  size_t ready = 0, announced = 0;  // chunks [0, ready) are written; guarded by mu
+  Status s = FillBundleBuffers(*reader, layout, fds, buffer_bytes, BundlePart::kPayloads, nullptr,
+                               [&](uint32_t c) -> Status {
+                                 std::lock_guard<std::mutex> lock(mu);
+                                 written[c] = true;
+                                 while (ready < n && written[ready]) ++ready;
+                                 if (ready < n && ready - announced >= step) {
+                                   if (!SendAll(conn, fmt::format("{{\"ready\":{}}}\n", ready))) {
+                                     return Status::IOError("the loader closed the connection");
+                                   }
+                                   announced = ready;
+                                 }
+                                 return Status::OK();
+                               });
+  const Json last = s.ok() ? Json{{"ready", n}, {"done", true}}
+                           : Json{{"ok", false}, {"error", s.ToString()}, {"code", static_cast<int>(s.code())}};
+  SendAll(conn, last.dump() + "\n");
+}
+
 std::string ControlServer::Handle(const std::string& request_line, std::vector<UniqueFd>* in,
-                                  std::vector<UniqueFd>* fds) {
+                                  std::vector<UniqueFd>* fds, std::function<void(int conn)>* then) {
   Json req = Json::parse(request_line, nullptr, /*allow_exceptions=*/false);
   if (req.is_discarded() || !req.is_object() || !req.contains("cmd") || !req["cmd"].is_string()) {
     return Json{{"ok", false}, {"error", "malformed request"}}.dump();
@@ -247,7 +294,9 @@ std::string ControlServer::Handle(const std::string& request_line, std::vector<U
   } else if (cmd == "gc") {
     s = store_->CollectGarbage();
   } else if (cmd == "bundle") {
-    s = Bundle(field("path"), *in, &reply, fds);
+    auto stream = req.find("stream");
+    s = Bundle(field("path"), stream != req.end() && stream->is_boolean() && stream->get<bool>(), in, &reply, fds,
+               then);
     if (!s.ok()) {
       Json error{{"ok", false}, {"error", s.ToString()}, {"code", static_cast<int>(s.code())}};
       for (const char* key : {"not_committed", "need_bytes"}) {

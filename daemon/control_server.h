@@ -7,6 +7,8 @@
 #include <string>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -15,6 +17,7 @@
 #include "daemon/unique_fd.h"
 #include "fusefs/filesystem.h"
 #include "kernels/gpu_chain_decoder.h"
+#include "store/file_reader.h"
 #include "store/store.h"
 
 namespace tpde {
@@ -37,10 +40,22 @@ class ControlServer {
  private:
   void Loop();
   void Serve(int conn);
-  // `in`: the descriptors the request carried; `out`: those the reply passes.
-  std::string Handle(const std::string& request_line, std::vector<UniqueFd>* in, std::vector<UniqueFd>* out);
-  Status Bundle(const std::string& path, const std::vector<UniqueFd>& in, nlohmann::json* reply,
-                std::vector<UniqueFd>* fds);
+  // `in`: the descriptors the request carried; `out`: those the reply
+  // passes; `then`: work to do on the connection after the reply (a
+  // streamed bundle's payloads and progress lines).
+  std::string Handle(const std::string& request_line, std::vector<UniqueFd>* in, std::vector<UniqueFd>* out,
+                     std::function<void(int conn)>* then);
+  Status Bundle(const std::string& path, bool stream, std::vector<UniqueFd>* in, nlohmann::json* reply,
+                std::vector<UniqueFd>* out, std::function<void(int conn)>* then);
+
+  // The payloads of a streamed bundle, written after the reply.
+  struct StreamedBundle {
+    std::unique_ptr<FileReader> reader;
+    ChainBundleLayout layout;
+    std::vector<UniqueFd> buffers;
+    uint64_t buffer_bytes = 0;
+    void Run(int conn);
+  };
 
   Store* store_;
   Filesystem* fs_;

@@ -4,6 +4,7 @@
 #include <rocksdb/db.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "codec/checksum.h"
@@ -109,31 +110,40 @@ Status FileReader::BundleLayout(ChainBundleLayout* layout) const {
 }
 
 Status FileReader::WriteBundle(const ChainBundleLayout& layout, const BundleSink& write, ThreadPool* pool,
-                               size_t stripes) const {
-  const Manifest& m = *chain_[0];
+                               const ChunkWritten& written) const {
+  TPDE_RETURN_IF_ERROR(WriteBundleTables(layout, write));
+  return WriteBundlePayloads(layout, write, pool, written);
+}
+
+Status FileReader::WriteBundleTables(const ChainBundleLayout& layout, const BundleSink& write) const {
   std::vector<uint8_t> tables(layout.tables_bytes());
-  layout.WriteTables(m.file_bytes, tables.data());
-  TPDE_RETURN_IF_ERROR(write(0, tables.data(), tables.size()));
-  std::vector<Status> statuses(layout.num_chunks());
+  layout.WriteTables(chain_[0]->file_bytes, tables.data());
+  return write(0, tables.data(), tables.size());
+}
+
+Status FileReader::WriteBundlePayloads(const ChainBundleLayout& layout, const BundleSink& write, ThreadPool* pool,
+                                       const ChunkWritten& written) const {
+  const Manifest& m = *chain_[0];
   const size_t n = layout.num_chunks();
-  stripes = std::clamp<size_t>(stripes, 1, std::max<size_t>(n, 1));
-  const size_t run = (n + stripes - 1) / stripes;  // chunks per stripe
-  auto fetch = [&](size_t i, size_t) {
-    const size_t c = (i % stripes) * run + i / stripes;
-    if (c >= n) return;
+  std::vector<Status> statuses(n);
+  std::atomic<bool> failed{false};
+  auto fetch = [&](size_t c, size_t) {
+    if (failed.load(std::memory_order_relaxed)) return;
     FetchedChain chain;
     Status s = FetchChain(static_cast<uint32_t>(c), &chain);
     for (uint32_t l = 0; s.ok() && l < chain.payloads.size(); ++l) {
       const std::string& p = chain.payloads[l];
       if (!p.empty()) s = write(layout.PayloadOffset(static_cast<uint32_t>(c), l), p.data(), p.size());
     }
+    if (s.ok() && written) s = written(static_cast<uint32_t>(c));
+    if (!s.ok()) failed.store(true, std::memory_order_relaxed);
     statuses[c] = std::move(s);
   };
   if (pool == nullptr) pool = pool_;
   if (pool != nullptr) {
-    pool->ParallelFor(run * stripes, fetch);
+    pool->ParallelFor(n, fetch);
   } else {
-    for (size_t i = 0; i < run * stripes; ++i) fetch(i, 0);
+    for (size_t c = 0; c < n; ++c) fetch(c, 0);
   }
   for (size_t c = 0; c < statuses.size(); ++c) {
     if (!statuses[c].ok()) return statuses[c].WithContext(fmt::format("object {} chunk {}", m.object_id, c));

@@ -74,15 +74,20 @@ class FileReader {
   // WriteBundle hands the tables and every payload to `write` (byte offset
   // in the bundle, bytes, size; called from the pool's threads at once, for
   // disjoint ranges), fetching one chunk per task on `pool` (nullptr: the
-  // store's). Stops at the first error of a fetch or of `write`.
-  // `stripes` > 1: the chunks are taken in that many interleaved runs
-  // (task i: run i % stripes), so tasks running at once write to far-apart
-  // parts of the bundle (a sink split in `stripes` files, each with its own
-  // lock, is then written on every thread at once).
+  // store's), tasks taken in file order. `written` (optional) is called,
+  // from the task's thread, once chunk c's payloads are all written.
+  // Stops at the first error of a fetch, `write` or `written`; tasks not
+  // started by then do nothing.
   using BundleSink = std::function<Status(uint64_t offset, const void* data, size_t size)>;
+  using ChunkWritten = std::function<Status(uint32_t chunk)>;
   Status BundleLayout(ChainBundleLayout* layout) const;
   Status WriteBundle(const ChainBundleLayout& layout, const BundleSink& write, ThreadPool* pool,
-                     size_t stripes = 1) const;
+                     const ChunkWritten& written = nullptr) const;
+  // The two halves of WriteBundle: the header and tables (at offset 0, on
+  // the calling thread), then the payloads.
+  Status WriteBundleTables(const ChainBundleLayout& layout, const BundleSink& write) const;
+  Status WriteBundlePayloads(const ChainBundleLayout& layout, const BundleSink& write, ThreadPool* pool,
+                             const ChunkWritten& written = nullptr) const;
 
   // Copies file bytes [offset, offset + size) into `out`; *read_bytes is less
   // than size only at the end of the file.

@@ -236,43 +236,63 @@ class LoaderTest(harness.MountTestCase):
         with open(path, "rb") as f:
             reply, fds = self.ask_bundle(f.fileno())
         self.assertTrue(reply["ok"], reply)
-        self.assertGreaterEqual(fds, 1)
-        self.assertEqual(fds, len(reply["parts"]))
-        self.assertEqual(sum(reply["parts"]), reply["bundle_bytes"])
-        # Buffers of the caller's: memfds only, of one size, large enough.
+        self.assertEqual(fds, 1)  # no buffers passed: a sealed memfd comes back
+        # Buffers of the caller's: memfds only, of one size in whole 1 MiB blocks.
         with open(path, "rb") as f, open(outside, "r+b") as plain:
             reply, fds = self.ask_bundle(f.fileno(), [plain.fileno()])
         self.assertIn("is not a memfd", reply["error"])
-        small = os.memfd_create("small")
-        os.ftruncate(small, 4096)
+        odd = os.memfd_create("odd")
+        os.ftruncate(odd, 4096)
         try:
             with open(path, "rb") as f:
-                reply, fds = self.ask_bundle(f.fileno(), [small])
-            self.assertFalse(reply["ok"])
-            self.assertGreater(reply["need_bytes"], 4096)
-            os.ftruncate(small, (reply["need_bytes"] + 4095) // 4096 * 4096)
-            with open(path, "rb") as f:
-                reply, fds = self.ask_bundle(f.fileno(), [small])
-            self.assertTrue(reply["ok"], reply)
-            self.assertEqual(fds, 0)
-            self.assertEqual(os.pread(small, 8, 0), b"TPDECB01")  # the bundle's magic, written in place
+                reply, fds = self.ask_bundle(f.fileno(), [odd])
+            self.assertIn("whole blocks", reply["error"])
         finally:
-            os.close(small)
+            os.close(odd)
 
 
-    def test_a_bundle_in_several_parts_loads_bit_exact(self):
-        """A bundle over a few MiB comes as one memfd per daemon thread,
-        mapped back to back by the loader."""
+    def test_bundle_buffers_dealt_in_blocks_and_reused(self):
+        """The daemon writes a bundle into the caller's memfds, 1 MiB blocks
+        round robin; the loader maps them in order, streams, and reuses them."""
         path = os.path.join(self.mnt, "big.safetensors")
         g = torch.Generator().manual_seed(7)
         tensors = {"t%d" % i: torch.rand(1 << 20, generator=g) for i in range(3)}
         harness.write_safetensors(path, {k: ("F32", [1 << 20], tensor_bytes(v)) for k, v in tensors.items()})
         self.d.flush()
-        with open(path, "rb") as f:
-            reply, fds = self.ask_bundle(f.fileno())
-        self.assertTrue(reply["ok"], reply)
-        if (os.cpu_count() or 1) >= 2:
-            self.assertGreaterEqual(len(reply["parts"]), 2, reply)
+        one = 1 << 20
+        buffers = [os.memfd_create("b%d" % i) for i in range(2)]
+        try:
+            for b in buffers:
+                os.ftruncate(b, one)
+            with open(path, "rb") as f:
+                reply, fds = self.ask_bundle(f.fileno(), buffers)
+            self.assertFalse(reply["ok"])
+            need = reply["need_bytes"]
+            self.assertGreater(need, 2 * one)
+            per = -(-need // one // 2) * one  # blocks, round robin over 2 buffers
+            for b in buffers:
+                os.ftruncate(b, per)
+            with open(path, "rb") as f:
+                reply, fds = self.ask_bundle(f.fileno(), buffers)
+            self.assertTrue(reply["ok"], reply)
+            self.assertEqual(fds, 0)
+            bundle = b"".join(os.pread(buffers[k % 2], one, (k // 2) * one) for k in range(-(-need // one)))[:need]
+            self.assertEqual(bundle[:8], b"TPDECB01")
+            # The same bytes as the daemon's own sealed memfd.
+            with open(path, "rb") as f:
+                import socket
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.connect(os.path.join(self.store, "control.sock"))
+                    socket.send_fds(s, [json.dumps({"cmd": "bundle", "path": "big"}).encode() + b"\n"], [f.fileno()])
+                    msg, got_fds, _, _ = socket.recv_fds(s, 1 << 16, 4)
+            try:
+                self.assertEqual(os.pread(got_fds[0], need, 0), bundle)
+            finally:
+                for d in got_fds:
+                    os.close(d)
+        finally:
+            for b in buffers:
+                os.close(b)
         got = tpde.load_file(path)
         for k, v in tensors.items():
             self.assertEqual(tensor_bytes(got[k]), tensor_bytes(v), k)
@@ -290,6 +310,15 @@ class LoaderTest(harness.MountTestCase):
             self.assertEqual(tensor_bytes(got[k]), tensor_bytes(v), k)
         tpde.release_buffers()
         self.assertEqual(tensor_bytes(tpde.load_file(small)["s"]), tensor_bytes(torch.arange(4.0)))
+        # Closed while the daemon may still be streaming: its buffers are not
+        # reused, the daemon goes on serving, the next loads are exact.
+        for _ in range(3):
+            with tpde.safe_open(path) as f:
+                self.assertEqual(len(f.keys()), 3)
+        got = tpde.load_file(path)
+        for k, v in tensors.items():
+            self.assertEqual(tensor_bytes(got[k]), tensor_bytes(v), k)
+        self.d.stats()
 
 
 class LoaderPermissionTest(harness.MountTestCase):
