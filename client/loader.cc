@@ -1,3 +1,4 @@
+#include "codec/thread_annotations.h"
 #include "client/loader.h"
 
 #include <fmt/format.h>
@@ -325,9 +326,9 @@ struct LoadedFile::Impl {
   // The daemon streams the payloads after the tables: chunks [0, ready)
   // are in the arena. The connection stays open until "done".
   std::mutex stream_mu;
-  std::unique_ptr<ControlConnection> stream;  // guarded by stream_mu; null once done
-  uint32_t ready = 0;                         // guarded by stream_mu
-  Status stream_error;                        // guarded by stream_mu
+  std::unique_ptr<ControlConnection> stream TPDE_GUARDED_BY(stream_mu);  // null once done
+  uint32_t ready TPDE_GUARDED_BY(stream_mu) = 0;
+  Status stream_error TPDE_GUARDED_BY(stream_mu);
   Clock::time_point opened;
   uint64_t bundle_bytes = 0;
 

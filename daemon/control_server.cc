@@ -234,7 +234,7 @@ void ControlServer::StreamedBundle::Run(int conn) {
   const size_t step = std::max<size_t>(1, n / 64);  // progress lines per bundle: about 64
   std::mutex mu;
   std::vector<bool> written(n);
-  size_t ready = 0, announced = 0;  // chunks [0, ready) are written; guarded by mu
+  size_t ready = 0, announced = 0;  // chunks [0, ready) are written; both under mu (locals take no annotation)
   Status s = FillBundleBuffers(*reader, layout, fds, buffer_bytes, BundlePart::kPayloads, nullptr,
                                [&](uint32_t c) -> Status {
                                  std::lock_guard<std::mutex> lock(mu);

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "codec/thread_annotations.h"
 #include "codec/status.h"
 #include "daemon/unique_fd.h"
 #include "fusefs/filesystem.h"
@@ -67,7 +68,7 @@ class ControlServer {
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable idle_cv_;
-  int active_ = 0;  // requests being served; guarded by mu_
+  int active_ TPDE_GUARDED_BY(mu_) = 0;  // requests being served
 };
 
 }  // namespace tpde

@@ -31,6 +31,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "codec/thread_annotations.h"
 #include "fusefs/chunk_cache.h"
 #include "fusefs/spool.h"
 #include "store/store.h"
@@ -156,22 +157,22 @@ class Filesystem {
   explicit Filesystem(Store* store, const FsOptions& options);
   Status Recover();
   void StatFromInode(const Inode& n, struct stat* st);
-  // Overlays the spool's size and mtime (mu_ held).
-  void OverlaySpool(uint64_t ino, struct stat* st);
-  // Spool transitions (SpoolState in filesystem.cc; mu_ held). OpenDraft
+  // Overlays the spool's size and mtime.
+  void OverlaySpool(uint64_t ino, struct stat* st) TPDE_REQUIRES(mu_);
+  // Spool transitions (SpoolState in filesystem.cc). OpenDraft
   // gives the file a draft to write (creating its state if needed), empty if
   // `truncate`; MakeDraftPrivate copies a draft that shares the sealed file;
   // SealDraft makes the draft the newest complete version; CloseDraft ends
   // the draft when its last writer goes; RemoveVersion deletes a sealed
   // version's files unless an ingest is reading them.
-  int OpenDraft(uint64_t ino, bool truncate, bool new_file, SpoolState** state);
-  int MakeDraftPrivate(uint64_t ino, SpoolState* sp);
-  int SealDraft(uint64_t ino, SpoolState* sp);
-  int CloseDraft(uint64_t ino, SpoolState* sp);
-  void RemoveVersion(uint64_t ino, SpoolState* sp, uint64_t seq);
+  int OpenDraft(uint64_t ino, bool truncate, bool new_file, SpoolState** state) TPDE_REQUIRES(mu_);
+  int MakeDraftPrivate(uint64_t ino, SpoolState* sp) TPDE_REQUIRES(mu_);
+  int SealDraft(uint64_t ino, SpoolState* sp) TPDE_REQUIRES(mu_);
+  int CloseDraft(uint64_t ino, SpoolState* sp) TPDE_REQUIRES(mu_);
+  void RemoveVersion(uint64_t ino, SpoolState* sp, uint64_t seq) TPDE_REQUIRES(mu_);
   void FlushInvalidations();
-  void Enqueue(uint64_t ino, bool delay = true);  // mu_ held
-  void MaybeDropSpool(uint64_t ino);  // mu_ held
+  void Enqueue(uint64_t ino, bool delay = true) TPDE_REQUIRES(mu_);
+  void MaybeDropSpool(uint64_t ino) TPDE_REQUIRES(mu_);
   void IngestLoop();
   void GcLoop();
   void RequestGc();
@@ -191,8 +192,8 @@ class Filesystem {
   std::function<void(const Invalidation&)> invalidate_;
   std::vector<Invalidation> pending_invalidations_;
   std::unordered_map<uint64_t, uint64_t> generations_;  // inodes whose kernel inode was dropped
-  std::unordered_set<uint64_t> doomed_;
-  uint64_t next_seq_ = 1;  // sequence of the next sealed version, across all files (guarded by mu_)  // new files whose only version failed, removal not yet committed
+  std::unordered_set<uint64_t> doomed_ TPDE_GUARDED_BY(mu_);  // new files whose only version failed, removal not yet committed
+  uint64_t next_seq_ TPDE_GUARDED_BY(mu_) = 1;  // sequence of the next sealed version, across all files
   std::unordered_map<uint64_t, std::unique_ptr<SpoolState>> spooled_;
   // Inodes with open handles: their attributes outlive an unlink until the
   // last close (the kernel asks for them, without a handle, at close).
@@ -201,8 +202,8 @@ class Filesystem {
     Inode inode;
   };
   std::unordered_map<uint64_t, OpenInode> open_inodes_;
-  void TrackOpen(const Inode& n);   // mu_ held
-  void TrackClose(uint64_t ino);    // mu_ held
+  void TrackOpen(const Inode& n) TPDE_REQUIRES(mu_);
+  void TrackClose(uint64_t ino) TPDE_REQUIRES(mu_);
   struct QueuedIngest {
     uint64_t ino;
     std::chrono::steady_clock::time_point not_before;
@@ -216,7 +217,7 @@ class Filesystem {
   // Ingests and deletions wake the collector, which demotes the previous
   // keyframe to a delta, re-bases dependents of deleted references and
   // reclaims their space in the background, at lower CPU priority.
-  bool gc_needed_ = false;  // guarded by mu_
+  bool gc_needed_ TPDE_GUARDED_BY(mu_) = false;
   std::condition_variable gc_cv_;
   std::thread gc_thread_;
 

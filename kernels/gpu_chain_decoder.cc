@@ -1,3 +1,4 @@
+#include "codec/thread_annotations.h"
 #include "kernels/gpu_chain_decoder.h"
 
 #include <cuda_runtime.h>
@@ -142,11 +143,11 @@ struct GpuChainDecoder::Impl {
     for (Slot& s : slots) s.max_jobs = std::min<size_t>(max_jobs, 1 << 16);
   }
 
-  // The buffers and streams, at the first GPU batch (mu held): a daemon
+  // The buffers and streams, at the first GPU batch: a daemon
   // whose reads never reach the GPU (the newest checkpoint is a keyframe)
   // never takes pinned or device memory from the training job.
   bool allocated = false;
-  Status Allocate() {
+  Status Allocate() TPDE_REQUIRES(mu) {
     allocated = true;
     if (cudaError_t err = cudaEventCreateWithFlags(&caller_ready, cudaEventDisableTiming); err != cudaSuccess) {
       return Status::IOError(fmt::format("GPU event: {}", cudaGetErrorString(err)));

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "codec/thread_annotations.h"
 #include "codec/thread_pool.h"
 #include "store/file_reader.h"
 #include "store/keys.h"
@@ -47,22 +48,22 @@ struct Store::Impl {
   // shared by small objects, which commit through the WAL).
   std::mutex lane_mu;
   std::condition_variable lane_cv;
-  uint32_t busy_lanes = 0;  // bit i: lane i is held; guarded by lane_mu
+  uint32_t busy_lanes TPDE_GUARDED_BY(lane_mu) = 0;  // bit i: lane i is held
   uint8_t AcquireLane();
   void ReleaseLane(uint8_t lane);
 
   std::mutex commit_mu;  // serialises every namespace or object mutation
   std::atomic<uint64_t> next_inode{kRootInode + 1};
   std::atomic<uint64_t> next_object{1};
-  uint64_t next_commit_seq = 1;  // guarded by commit_mu
+  uint64_t next_commit_seq TPDE_GUARDED_BY(commit_mu) = 1;
 
   std::mutex gc_mu;  // one CollectGarbage at a time: re-bases of one object never race
 
   std::mutex cache_mu;
-  std::map<uint64_t, std::shared_ptr<const Manifest>> manifest_cache;  // by object id
+  std::map<uint64_t, std::shared_ptr<const Manifest>> manifest_cache TPDE_GUARDED_BY(cache_mu);  // by object id
   // Bumped by every ForgetManifest: a manifest read from the database before
   // an invalidation must not be cached after it.
-  uint64_t cache_epoch = 0;  // guarded by cache_mu
+  uint64_t cache_epoch TPDE_GUARDED_BY(cache_mu) = 0;
 
   ~Impl();
 
@@ -85,25 +86,26 @@ struct Store::Impl {
   bool IsDetached(uint64_t object);
   void ForgetManifest(uint64_t object);
 
-  // ---- Mutations (commit_mu held) ----
-  void PutInode(rocksdb::WriteBatch* b, const Inode& n);
-  void PutDirent(rocksdb::WriteBatch* b, uint64_t parent, std::string_view name, uint64_t ino, InodeType type);
+  // ---- Mutations ----
+  void PutInode(rocksdb::WriteBatch* b, const Inode& n) TPDE_REQUIRES(commit_mu);
+  void PutDirent(rocksdb::WriteBatch* b, uint64_t parent, std::string_view name, uint64_t ino, InodeType type)
+      TPDE_REQUIRES(commit_mu);
   // The inode no longer names `object`: free it, or detach it if it is
   // still a reference of others.
-  Status ReleaseObject(rocksdb::WriteBatch* b, uint64_t object);
+  Status ReleaseObject(rocksdb::WriteBatch* b, uint64_t object) TPDE_REQUIRES(commit_mu);
   // Deletes `object` (manifest, chunks, its reference edge) and cascades to
   // a detached reference left without dependents.
-  Status FreeObject(rocksdb::WriteBatch* b, uint64_t object);
+  Status FreeObject(rocksdb::WriteBatch* b, uint64_t object) TPDE_REQUIRES(commit_mu);
   // Writes `b` atomically. Content commits (ingest, re-base, free) are
   // synced; namespace-only changes pass sync = false and become durable with
   // the next synced commit or SyncLog() (the WAL is ordered).
-  Status Commit(rocksdb::WriteBatch* b, bool sync = true);
+  Status Commit(rocksdb::WriteBatch* b, bool sync = true) TPDE_REQUIRES(commit_mu);
   // Chunk key ranges deleted by committed batches, compacted away later.
   struct FreedRange {
     uint8_t lane;
     std::string begin, end;
   };
-  std::vector<FreedRange> freed_ranges;  // guarded by commit_mu
+  std::vector<FreedRange> freed_ranges TPDE_GUARDED_BY(commit_mu);
   void DropGeneration(rocksdb::WriteBatch* b, uint8_t lane, uint64_t object, uint32_t generation);
   // Compacts the freed ranges so their blob files are released. On an error
   // the ranges of the failed lane stay queued for the next call.

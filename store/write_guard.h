@@ -24,6 +24,7 @@
 #include <mutex>
 #include <string>
 
+#include "codec/thread_annotations.h"
 #include "codec/status.h"
 
 namespace tpde {
@@ -57,7 +58,7 @@ class WriteGuard : public rocksdb::EventListener {
   const std::string reserve_path_;
   const uint64_t reserve_bytes_;
   mutable std::mutex mu_;
-  Status error_;  // guarded by mu_
+  Status error_ TPDE_GUARDED_BY(mu_);
 };
 
 }  // namespace tpde
