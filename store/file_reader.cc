@@ -123,7 +123,6 @@ Status FileReader::WriteBundleTables(const ChainBundleLayout& layout, const Bund
 
 Status FileReader::WriteBundlePayloads(const ChainBundleLayout& layout, const BundleSink& write, ThreadPool* pool,
                                        const ChunkWritten& written) const {
-  const Manifest& m = *chain_[0];
   const size_t n = layout.num_chunks();
   std::vector<Status> statuses(n);
   std::atomic<bool> failed{false};
@@ -146,7 +145,7 @@ Status FileReader::WriteBundlePayloads(const ChainBundleLayout& layout, const Bu
     for (size_t c = 0; c < n; ++c) fetch(c, 0);
   }
   for (size_t c = 0; c < statuses.size(); ++c) {
-    if (!statuses[c].ok()) return statuses[c].WithContext(fmt::format("object {} chunk {}", m.object_id, c));
+    if (!statuses[c].ok()) return statuses[c];  // its messages name the object and chunk
   }
   return Status::OK();
 }
