@@ -149,7 +149,7 @@ Encoded EncodeRun(size_t chunks, int depth, ThreadPool* pool) {
   e.links = depth + 1;
   e.recs.resize(chunks * e.links);
   e.payloads.resize(chunks * e.links);
-  pool->ParallelFor(chunks, [&](size_t c, size_t) {
+  pool->ParallelFor(chunks, [&](size_t c) {
     thread_local ChunkScratch scratch;
     std::mt19937 rng(static_cast<uint32_t>(c));
     std::normal_distribution<float> init(0.f, 0.02f), step(0.f, 1e-4f);

@@ -123,16 +123,18 @@ def train(output_dir, saves, limit, model_size, result_path):
         def __getitem__(self, i):
             return {"input_ids": self.x[i], "labels": self.x[i]}
 
-    save_times = []
+    save_times, parts = [], []
     original = Trainer._save_checkpoint
 
     def timed_save(self, *args, **kwargs):
+        parts.append({})
         t0 = time.perf_counter()
         r = original(self, *args, **kwargs)
         save_times.append(time.perf_counter() - t0)
         return r
 
     Trainer._save_checkpoint = timed_save
+    profile_save_parts(parts)
 
     class Record(TrainerCallback):
         """sha256 of every file of a checkpoint as it was saved (timed, and
@@ -157,8 +159,37 @@ def train(output_dir, saves, limit, model_size, result_path):
     t0 = time.perf_counter()
     Trainer(model=GPT2LMHeadModel(config), args=args, train_dataset=Data(), callbacks=[rec]).train()
     wall = time.perf_counter() - t0 - rec.seconds
-    json.dump({"save_seconds": save_times, "train_wall_seconds": wall, "sha256": rec.sums},
+    json.dump({"save_seconds": save_times, "save_parts": parts, "train_wall_seconds": wall, "sha256": rec.sums},
               open(result_path, "w"), indent=1)
+
+
+def profile_save_parts(parts):
+    """Times the calls a save spends its time in (per save, into parts[-1]):
+    where the mount costs more than the plain directory."""
+    import safetensors.torch
+    import torch
+    import transformers.trainer as trainer_module
+
+    def wrap(owner, name, label):
+        fn = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if parts:
+                    parts[-1][label] = parts[-1].get(label, 0.0) + time.perf_counter() - t0
+        setattr(owner, name, timed)
+
+    wrap(torch, "save", "torch.save")
+    wrap(safetensors.torch, "save_file", "safetensors.save_file")
+    wrap(os, "fsync", "os.fsync")
+    wrap(shutil, "rmtree", "shutil.rmtree")
+    wrap(shutil, "copy", "shutil.copy")
+    for name in ("save_file", "safe_save_file"):
+        if hasattr(trainer_module, name):
+            wrap(trainer_module, name, "safetensors.save_file")
 
 
 # ---- the driver ----
@@ -202,7 +233,8 @@ def bench_scenario(a, scenario):
     shutil.rmtree(plain, ignore_errors=True)
     r = run_training(os.path.join(plain, "run"), scenario, a.model, a.work)
     out["plain"] = {"save_total_s": sum(r["save_seconds"]), "save_max_s": max(r["save_seconds"]),
-                    "saves_s": r["save_seconds"], "train_wall_s": r["train_wall_seconds"],
+                    "saves_s": r["save_seconds"], "save_parts": r.get("save_parts"),
+                    "train_wall_s": r["train_wall_seconds"],
                     "live_bytes": du(os.path.join(plain, "run"))}
     newest_plain = newest_checkpoint(os.path.join(plain, "run"))
 
@@ -211,12 +243,16 @@ def bench_scenario(a, scenario):
     shutil.rmtree(store, ignore_errors=True)
     os.makedirs(mnt, exist_ok=True)
     harness.TPDED, harness.TPDECTL = a.tpded, a.tpdectl
-    d = harness.Daemon(store, mnt)
+    d = harness.Daemon(store, mnt, extra_args=a.tpded_arg)
     d.start()
     try:
         r = run_training(os.path.join(mnt, "run"), scenario, a.model, a.work)
         m = {"save_total_s": sum(r["save_seconds"]), "save_max_s": max(r["save_seconds"]),
-             "saves_s": r["save_seconds"], "train_wall_s": r["train_wall_seconds"]}
+             "saves_s": r["save_seconds"], "save_parts": r.get("save_parts"), "train_wall_s": r["train_wall_seconds"]}
+        if a.saves_only:  # no flush: an --ingest-delay-ms run would wait it out
+            m["same_sha256"], m["files_checked"] = checked(os.path.join(mnt, "run"), r["sha256"])
+            out["mount"] = m
+            return finish(out)
         t0 = time.perf_counter()
         d.flush()
         m["commit_after_last_save_s"] = time.perf_counter() - t0
@@ -260,6 +296,10 @@ def bench_scenario(a, scenario):
     finally:
         d.stop()
         print(d.read_log()[-4000:], file=sys.stderr)
+    return finish(out)
+
+
+def finish(out):
     out["save_ratio"] = out["mount"]["save_total_s"] / out["plain"]["save_total_s"]
     out["max_single_save_ratio"] = max(x / y for x, y in zip(out["mount"]["saves_s"], out["plain"]["saves_s"]))
     return out
@@ -273,6 +313,9 @@ def main():
     p.add_argument("--scenario", default="all", choices=["rotate", "keepall", "all"])
     p.add_argument("--model", default="gpt2", choices=["gpt2", "tiny", "emulated"])
     p.add_argument("--out")
+    p.add_argument("--tpded-arg", action="append", default=[],
+                   help="an extra tpded argument (repeat), e.g. --tpded-arg=--ingest-delay-ms=600000")
+    p.add_argument("--saves-only", action="store_true", help="measure the saves only (no reads, no space)")
     # Child mode: one training run.
     p.add_argument("--train")
     p.add_argument("--saves", type=int)

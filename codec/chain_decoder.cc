@@ -45,12 +45,12 @@ class CpuChainDecoder final : public ChainDecoder {
   const char* name() const override { return "cpu"; }
 
   Status DecodeBatch(const ChainRequest* requests, size_t num_in_batch, Status* status_out) override {
-    auto decode = [&](size_t i, size_t) {
+    auto decode = [&](size_t i) {
       thread_local ChunkScratch scratch;
       status_out[i] = DecodeChain(requests[i], &scratch);
     };
     if (pool_ == nullptr || num_in_batch <= 1) {
-      for (size_t i = 0; i < num_in_batch; ++i) decode(i, 0);
+      for (size_t i = 0; i < num_in_batch; ++i) decode(i);
     } else {
       pool_->ParallelFor(num_in_batch, decode);
     }

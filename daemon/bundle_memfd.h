@@ -20,8 +20,8 @@
 // Errors: IOError for a memfd that cannot be created, sized, mapped,
 // written or sealed (ENOMEM); InvalidArgument for buffers that are not
 // memfds or too small; the reader's Corruption or IOError for a payload.
-// Thread-safety: calls are independent; `pool` serialises its ParallelFor
-// calls (codec/thread_pool.h).
+// Thread-safety: calls are independent; concurrent calls share `pool`'s
+// workers (codec/thread_pool.h).
 #pragma once
 
 #include <cstdint>

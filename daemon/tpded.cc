@@ -11,6 +11,9 @@
 #include <libmount/libmount.h>
 #include <sys/sysmacros.h>
 #include <fmt/format.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/systemd_sink.h>
+#include <spdlog/spdlog.h>
 #include <malloc.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -102,8 +105,8 @@ void TuneMountBdi(dev_t dev, uint64_t mb) {
     return ok;
   };
   if (!write("max_bytes", std::to_string(mb << 20)) && !write("max_ratio", "50")) {
-    fmt::print(stderr, "tpded: warning: cannot raise the write-back limit in {} ({}); writes are throttled to "
-               "ingest speed\n", bdi, std::strerror(errno));
+    spdlog::warn("cannot raise the write-back limit in {} ({}); writes are throttled to ingest speed", bdi,
+                 std::strerror(errno));
   }
   // The kernel's read-ahead window for the mount: FUSE takes the smaller of
   // this and the max_readahead the daemon answers at INIT (which comes after
@@ -111,7 +114,7 @@ void TuneMountBdi(dev_t dev, uint64_t mb) {
   // window keeps many 1 MiB reads in flight, which the daemon decodes on
   // every core.
   if (!write("read_ahead_kb", std::to_string(tpde::kReadaheadBytes >> 10))) {
-    fmt::print(stderr, "tpded: note: cannot widen the read-ahead window in {} ({})\n", bdi, std::strerror(errno));
+    spdlog::info("cannot widen the read-ahead window in {} ({})", bdi, std::strerror(errno));
   }
 }
 
@@ -166,9 +169,33 @@ class Detacher {
 // kernel's default 1% write-back share for FUSE then keeps things safe.
 bool MarkIoFlusher() { return ::prctl(PR_SET_IO_FLUSHER, 1, 0, 0, 0) == 0; }
 
+// The daemon's log: spdlog's default logger, to stderr (the terminal in the
+// foreground, the log file once detached) with a timestamp and level per
+// line, or to the journal with each line's priority when systemd connected
+// stderr to it (JOURNAL_STREAM names stderr's device and inode, sd_journal
+// docs).
+bool StderrIsJournal() {
+  const char* env = std::getenv("JOURNAL_STREAM");
+  struct stat st {};
+  unsigned long long dev = 0, ino = 0;
+  return env != nullptr && std::sscanf(env, "%llu:%llu", &dev, &ino) == 2 && ::fstat(STDERR_FILENO, &st) == 0 &&
+         st.st_dev == dev && st.st_ino == ino;
+}
+
+void SetUpLogging() {
+  std::shared_ptr<spdlog::logger> logger;
+  if (StderrIsJournal()) {
+    logger = std::make_shared<spdlog::logger>("tpded", std::make_shared<spdlog::sinks::systemd_sink_mt>("tpded"));
+  } else {
+    logger = std::make_shared<spdlog::logger>("tpded", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e tpded %l: %v");
+  }
+  spdlog::set_default_logger(std::move(logger));
+}
+
 int Fail(Detacher* d, const Options& o, const std::string& msg) {
   const std::string line = fmt::format("tpded: {}", msg);
-  fmt::print(stderr, "{}\n", line);
+  spdlog::error("{}", msg);
   d->Report(line, o.log_file);
   sd_notifyf(0, "STATUS=%s", line.c_str());
   return 1;
@@ -251,6 +278,7 @@ int main(int argc, char** argv) {
       });
   app.add_flag("--debug-fuse", o.debug_fuse, "log every FUSE request and reply (libfuse -d)");
   CLI11_PARSE(app, argc, argv);
+  SetUpLogging();
 
   std::error_code ec;
   o.store = std::filesystem::absolute(o.store, ec).string();
@@ -268,7 +296,7 @@ int main(int argc, char** argv) {
   so.max_chain_depth = o.chain_depth;
   so.encode.zstd_level = o.zstd_level;
   so.threads = o.threads;
-  so.pool_nice = 5;  // ingest yields to the threads serving writes and reads
+  so.ingest_nice = 5;  // ingest yields to the threads serving writes and reads
   // The GPU's batched chain decoder, where there is one (a read never needs
   // it: without one, or after a CUDA error, chunks decode on the CPU).
   std::unique_ptr<tpde::ThreadPool> gpu_pool;
@@ -278,15 +306,15 @@ int main(int argc, char** argv) {
     tpde::GpuDecoderOptions go;
     go.device = o.gpu == "auto" ? 0 : std::stoi(o.gpu);
     go.pool = gpu_pool.get();
-    go.log = [](const std::string& line) { fmt::print(stderr, "tpded: gpu: {}\n", line); };
+    go.log = [](const std::string& line) { spdlog::warn("gpu: {}", line); };
     std::unique_ptr<tpde::GpuChainDecoder> decoder;
     tpde::Status gs = tpde::GpuChainDecoder::Open(go, &decoder);
     if (gs.ok()) {
-      fmt::print(stderr, "tpded: gpu: {} decodes batches of delta-coded chunks\n", decoder->stats().device_name);
+      spdlog::info("gpu: {} decodes batches of delta-coded chunks", decoder->stats().device_name);
       gpu = decoder.get();
       so.chain_decoder = std::move(decoder);
     } else {
-      fmt::print(stderr, "tpded: gpu: {}; decoding on the CPU\n", gs.message());
+      spdlog::info("gpu: {}; decoding on the CPU", gs.message());
     }
   }
   std::unique_ptr<tpde::Store> store;
@@ -333,12 +361,12 @@ int main(int argc, char** argv) {
     if (!i.name.empty()) fuse_lowlevel_notify_inval_entry(se, i.parent, i.name.c_str(), i.name.size());
   });
   if (!MarkIoFlusher()) {
-    fmt::print(stderr, "tpded: note: not an I/O flusher ({}); write-back budget kept small\n", std::strerror(errno));
+    spdlog::info("not an I/O flusher ({}); write-back budget kept small", std::strerror(errno));
   }
   const dev_t mount_device = MountDevice(mount_target);
   control.set_mount_device(mount_device);
   TuneMountBdi(mount_device, o.writeback_buffer_mb);
-  fmt::print(stderr, "tpded: serving '{}' on '{}'\n", o.store, o.mount);
+  spdlog::info("serving '{}' on '{}'", o.store, o.mount);
   detacher.Report("ok", o.log_file);
   sd_notifyf(0, "READY=1\nSTATUS=serving %s on %s", o.store.c_str(), o.mount.c_str());
 
@@ -356,6 +384,6 @@ int main(int argc, char** argv) {
   control.Stop();
   fs.reset();     // closed files not yet committed stay in the spool for the next start
   store.reset();
-  fmt::print(stderr, "tpded: unmounted '{}'\n", o.mount);
+  spdlog::info("unmounted '{}'", o.mount);
   return rc == 0 ? 0 : 1;
 }

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -39,8 +40,6 @@ int ToErrno(const Status& s) {
 
 // NAME_MAX: longer names are refused as POSIX file systems refuse them.
 constexpr size_t kNameMax = 255;
-
-void Log(const std::string& line) { fmt::print(stderr, "tpded: {}\n", line); }
 
 timespec ToTimespec(int64_t ns) { return {ns / 1000000000, ns % 1000000000}; }
 
@@ -152,7 +151,7 @@ Filesystem::~Filesystem() {
     if (sp->sealed && !sp->sealed_committed && !sp->sealed_durable) {
       Status s = spool_.MakeDurable(ino, sp->sealed_seq, sp->sealed->get());
       if (!s.ok()) {
-        Log(s.ToString());
+        spdlog::warn("stopping: syncing inode {}: {}", ino, s.ToString());
         clean = false;
       }
     }
@@ -160,21 +159,21 @@ Filesystem::~Filesystem() {
   spooled_.clear();
   if (clean) {
     Status s = spool_.MarkCleanStop();
-    if (!s.ok()) Log(s.ToString());
+    if (!s.ok()) spdlog::warn("stopping: marking a clean stop: {}", s.ToString());
   }
 }
 
 Status Filesystem::Recover() {
   Spool::RecoveryReport report;
   TPDE_RETURN_IF_ERROR(spool_.Recover(&report));
-  for (const auto& line : report.log) Log("recovery: " + line);
+  for (const auto& line : report.log) spdlog::info("recovery: {}", line);
   for (uint64_t ino : report.unfinished_new) {
     // Created and never closed or fsynced: it never had a complete version.
     Inode n;
     if (store_->GetInode(ino, &n).ok() && n.type == InodeType::kFile && n.object == 0) {
       Status r = store_->RemoveFileInode(ino);
-      if (!r.ok()) Log(fmt::format("recovery: removing unfinished inode {}: {}", ino, r.ToString()));
-      Log(fmt::format("recovery: removed inode {}: created, never closed or fsynced", ino));
+      if (!r.ok()) spdlog::warn("recovery: removing unfinished inode {}: {}", ino, r.ToString());
+      spdlog::info("recovery: removed inode {}: created, never closed or fsynced", ino);
     }
   }
   for (const auto& v : report.versions) {
@@ -197,7 +196,7 @@ Status Filesystem::Recover() {
     std::lock_guard<std::mutex> lock(mu_);
     spooled_[v.ino] = std::move(sp);
     Enqueue(v.ino, /*delay=*/false);
-    Log(fmt::format("recovery: inode {} queued for ingest", v.ino));
+    spdlog::info("recovery: inode {} queued for ingest", v.ino);
   }
   return Status::OK();
 }
@@ -520,7 +519,7 @@ int Filesystem::OpenDraft(uint64_t ino, bool truncate, bool new_file, SpoolState
   int fd = -1;
   Status s = spool_.CreateDraft(ino, new_file, &fd);
   if (!s.ok()) {
-    Log(s.ToString());
+    spdlog::warn("inode {}: creating a draft: {}", ino, s.ToString());
     return fail(ToErrno(s));
   }
   sp->draft = std::make_shared<SpoolFd>(fd);
@@ -557,7 +556,7 @@ int Filesystem::OpenDraft(uint64_t ino, bool truncate, bool new_file, SpoolState
   if (!s.ok()) {
     sp->draft.reset();
     spool_.RemoveDraft(ino, false);
-    Log(fmt::format("materialising inode {}: {}", ino, s.ToString()));
+    spdlog::warn("materialising inode {}: {}", ino, s.ToString());
     return fail(s.IsInvalidArgument() ? EISDIR : write_errno != 0 ? write_errno : ToErrno(s));
   }
   return 0;
@@ -568,7 +567,7 @@ int Filesystem::MakeDraftPrivate(uint64_t ino, SpoolState* sp) {
   int fd = -1;
   Status s = spool_.CopyToDraft(ino, sp->sealed->get(), &fd);
   if (!s.ok()) {
-    Log(s.ToString());
+    spdlog::warn("inode {}: copying its sealed version to a draft: {}", ino, s.ToString());
     return ToErrno(s);
   }
   sp->draft = std::make_shared<SpoolFd>(fd);
@@ -580,7 +579,7 @@ int Filesystem::SealDraft(uint64_t ino, SpoolState* sp) {
   const uint64_t seq = next_seq_++;
   Status s = spool_.SealDraft(ino, sp->draft_new_file, seq);
   if (!s.ok()) {
-    Log(s.ToString());
+    spdlog::warn("inode {}: sealing version {}: {}", ino, seq, s.ToString());
     return ToErrno(s);
   }
   // The version it replaces goes, unless it is the only durable one.
@@ -623,10 +622,10 @@ int Filesystem::CloseDraft(uint64_t ino, SpoolState* sp) {
         doomed_.insert(ino);
       }
       sp->unlinked = true;
-      Log(fmt::format("inode {}: a write failed; the new file is removed", ino));
+      spdlog::warn("inode {}: a write failed; the new file is removed", ino);
     } else {
       if (!sp->shares_sealed()) spool_.RemoveDraft(ino, sp->draft_new_file);
-      Log(fmt::format("inode {}: a write failed; the file keeps its last complete version", ino));
+      spdlog::warn("inode {}: a write failed; the file keeps its last complete version", ino);
     }
     sp->mtime_ns = sp->sealed_mtime_ns;
     ++generations_[ino];
@@ -648,7 +647,7 @@ void Filesystem::RemoveVersion(uint64_t ino, SpoolState* sp, uint64_t seq) {
   if (sp->ingesting_seq == seq) return;  // the ingest worker removes it when done
   if (sp->durable_seq == seq) sp->durable_seq.reset();
   Status s = spool_.RemoveSealed(ino, seq);
-  if (!s.ok()) Log(s.ToString());
+  if (!s.ok()) spdlog::warn("inode {}: removing version {}: {}", ino, seq, s.ToString());
 }
 
 int Filesystem::Create(uint64_t parent, const std::string& name, uint32_t mode, int flags, uint32_t uid,
@@ -721,14 +720,14 @@ int Filesystem::Open(uint64_t ino, int flags, uint64_t* fh, bool* keep_cache) {
     if (h->inode.object == 0) {
       // Created, never committed, not in the spool: its content was lost
       // (a damaged log). Reported, never served as an empty file.
-      Log(fmt::format("open of inode {}: no content was ever committed (a damaged log?)", ino));
+      spdlog::warn("open of inode {}: no content was ever committed (a damaged log?)", ino);
       return EIO;
     }
     {
       std::unique_ptr<FileReader> reader;
       s = store_->OpenReader(ino, &reader);
       if (!s.ok()) {
-        Log(fmt::format("open of inode {}: {}", ino, s.ToString()));
+        spdlog::warn("open of inode {}: {}", ino, s.ToString());
         return ToErrno(s);
       }
       h->reader = std::move(reader);
@@ -778,7 +777,7 @@ ChunkCache::Chunk Filesystem::GetChunk(const std::shared_ptr<FileReader>& reader
     auto buf = std::make_shared<ChunkBuffer>(reader->manifest().chunks[chunk].content_bytes());
     Status s = reader->ReadChunk(chunk, buf->data(), &scratch);
     if (!s.ok()) {
-      Log(fmt::format("read of object {} chunk {}: {}", object, chunk, s.ToString()));
+      spdlog::warn("read of object {} chunk {}: {}", object, chunk, s.ToString());
       return nullptr;  // corrupt data is reported, never returned
     }
     chunk_decoded_bytes_ += buf->size();
@@ -888,7 +887,7 @@ void Filesystem::ReadaheadBatch(const std::vector<ReadaheadJob>& jobs) {
                                /*pool=*/nullptr);
   if (!s.ok()) {
     // Read-ahead is a hint: the reader decodes (and reports) the chunk itself.
-    Log(fmt::format("read-ahead of object {}: {}", m.object_id, s.ToString()));
+    spdlog::warn("read-ahead of object {}: {}", m.object_id, s.ToString());
     return;
   }
   uint64_t bytes = 0;
@@ -944,7 +943,7 @@ int Filesystem::Fsync(uint64_t fh) {
   Status s = spool_.MakeDurable(h->ino, seq, file->get());  // no lock held while the disk syncs
   lock.lock();
   if (!s.ok()) {
-    Log(s.ToString());
+    spdlog::warn("inode {}: fsync of version {}: {}", h->ino, seq, s.ToString());
     return ToErrno(s);
   }
   if (sp->sealed_seq == seq) {
@@ -1092,7 +1091,7 @@ void Filesystem::IngestLoop() {
           Store::AttrChanges fix;
           fix.mtime_ns = sp->mtime_ns;
           Status ms = store_->SetAttributes(ino, fix);
-          if (!ms.ok()) Log(fmt::format("inode {}: restoring mtime: {}", ino, ms.ToString()));
+          if (!ms.ok()) spdlog::warn("inode {}: restoring mtime: {}", ino, ms.ToString());
         }
       } else {
         RemoveVersion(ino, sp, seq);  // superseded while it was ingested
@@ -1108,7 +1107,7 @@ void Filesystem::IngestLoop() {
       } else if (sp->durable_seq != seq) {
         RemoveVersion(ino, sp, seq);  // superseded while it was ingested
       }
-      Log(fmt::format("ingest of inode {} failed, kept in the spool: {}", ino, s.ToString()));
+      spdlog::warn("ingest of inode {} failed, kept in the spool: {}", ino, s.ToString());
     }
     if (sp->sealed && sp->sealed_seq != seq && sp->ingest_due()) Enqueue(ino, /*delay=*/false);
     MaybeDropSpool(ino);
@@ -1143,12 +1142,12 @@ void Filesystem::GcLoop() {
     gc_needed_ = false;
     lock.unlock();
     Status w = store_->CheckWrites();
-    if (!w.ok() && !writes_stopped) Log(fmt::format("the store takes no writes until space is freed: {}", w.ToString()));
-    if (w.ok() && writes_stopped) Log("the store takes writes again");
+    if (!w.ok() && !writes_stopped) spdlog::warn("the store takes no writes until space is freed: {}", w.ToString());
+    if (w.ok() && writes_stopped) spdlog::info("the store takes writes again");
     writes_stopped = !w.ok();
     if (collect && w.ok()) {
       Status s = store_->CollectGarbage();
-      if (!s.ok()) Log(fmt::format("garbage collection: {}", s.ToString()));
+      if (!s.ok()) spdlog::warn("garbage collection: {}", s.ToString());
     }
     lock.lock();
     for (auto it = doomed_.begin(); w.ok() && it != doomed_.end();) {

@@ -192,7 +192,11 @@ void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_file_
   out.buf[0].fd = file->get();
   out.buf[0].pos = off;
   const size_t want = fuse_buf_size(in);
-  const ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_MOVE);
+  ssize_t n;
+  {
+    std::lock_guard<std::mutex> lock(file->write_mu());
+    n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_MOVE);
+  }
   // A short copy into a local file means its disk is full: an error, not a
   // short write (the kernel's writeback would take a short reply as success
   // of the pages it sent, and the version would be sealed without them).

@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -45,9 +46,13 @@ class SpoolFd {
   SpoolFd(const SpoolFd&) = delete;
   SpoolFd& operator=(const SpoolFd&) = delete;
   int get() const { return fd_; }
+  // Held around each write into the file: one writer at a time sleeps here
+  // instead of many spinning on the kernel's inode lock.
+  std::mutex& write_mu() const { return write_mu_; }
 
  private:
   int fd_;
+  mutable std::mutex write_mu_;
 };
 using SpoolFile = std::shared_ptr<const SpoolFd>;
 

@@ -128,11 +128,11 @@ struct GpuChainDecoder::Impl {
     }
   }
 
-  void ParallelFor(size_t n, const std::function<void(size_t, size_t)>& fn) {
+  void ParallelFor(size_t n, const std::function<void(size_t)>& fn) {
     if (options.pool != nullptr && n > 1) {
       options.pool->ParallelFor(n, fn);
     } else {
-      for (size_t i = 0; i < n; ++i) fn(i, 0);
+      for (size_t i = 0; i < n; ++i) fn(i);
     }
   }
 
@@ -253,7 +253,7 @@ struct GpuChainDecoder::Impl {
       for (uint32_t l = 0; l < jobs[j].num_links; ++l) link_job[jobs[j].first_link + l] = static_cast<uint32_t>(j);
     }
     std::vector<Status> link_status(links.size());
-    ParallelFor(links.size(), [&](size_t i, size_t) {
+    ParallelFor(links.size(), [&](size_t i) {
       thread_local ChunkScratch scratch;
       thread_local std::vector<uint8_t> gap_stream;
       const uint32_t j = link_job[i];
@@ -337,7 +337,7 @@ struct GpuChainDecoder::Impl {
       return false;
     }
     std::atomic<uint64_t> bytes{0};
-    ParallelFor(s.planned.size(), [&](size_t i, size_t) {
+    ParallelFor(s.planned.size(), [&](size_t i) {
       const Planned& p = s.planned[i];
       Status& st = status_out[p.request];
       if (!st.ok()) return;  // failed in the zstd stage

@@ -126,7 +126,7 @@ Status FileReader::WriteBundlePayloads(const ChainBundleLayout& layout, const Bu
   const size_t n = layout.num_chunks();
   std::vector<Status> statuses(n);
   std::atomic<bool> failed{false};
-  auto fetch = [&](size_t c, size_t) {
+  auto fetch = [&](size_t c) {
     if (failed.load(std::memory_order_relaxed)) return;
     FetchedChain chain;
     Status s = FetchChain(static_cast<uint32_t>(c), &chain);
@@ -142,7 +142,7 @@ Status FileReader::WriteBundlePayloads(const ChainBundleLayout& layout, const Bu
   if (pool != nullptr) {
     pool->ParallelFor(n, fetch);
   } else {
-    for (size_t c = 0; c < n; ++c) fetch(c, 0);
+    for (size_t c = 0; c < n; ++c) fetch(c);
   }
   for (size_t c = 0; c < statuses.size(); ++c) {
     if (!statuses[c].ok()) return statuses[c];  // its messages name the object and chunk
@@ -171,11 +171,11 @@ Status FileReader::ReadChunks(const uint32_t* chunks, size_t n, uint8_t* const* 
   std::vector<Status> statuses(n);
   // Resolve and fetch on the pool (payload reads are I/O on a cold store),
   // then decode the whole batch in one call.
-  auto fetch = [&](size_t i, size_t) { statuses[i] = FetchChain(chunks[i], &fetched[i]); };
+  auto fetch = [&](size_t i) { statuses[i] = FetchChain(chunks[i], &fetched[i]); };
   if (pool != nullptr && n > 1) {
     pool->ParallelFor(n, fetch);
   } else {
-    for (size_t i = 0; i < n; ++i) fetch(i, 0);
+    for (size_t i = 0; i < n; ++i) fetch(i);
   }
   for (size_t i = 0; i < n; ++i) {
     if (!statuses[i].ok()) return statuses[i].WithContext(fmt::format("object {} chunk {}", m.object_id, chunks[i]));
@@ -244,7 +244,7 @@ Status FileReader::ReadChunksParallel(uint64_t offset, uint64_t size, uint8_t* o
     return ReadChunks(chunks.data(), chunks.size(), outs.data(), decoder_, pool);
   }
   std::vector<Status> errors(last - first + 1);
-  pool->ParallelFor(errors.size(), [&](size_t i, size_t) {
+  pool->ParallelFor(errors.size(), [&](size_t i) {
     thread_local ChunkScratch scratch;
     const uint32_t c = first + static_cast<uint32_t>(i);
     errors[i] = ReadChunk(c, out + (m.chunk_file_offset(c) - offset), &scratch);

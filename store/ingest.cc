@@ -103,7 +103,7 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
   m.object_id = im.next_object++;
   m.generation = 1;
   rocksdb::WriteBatch batch;
-  TPDE_RETURN_IF_ERROR(EncodeObject(&im, im.pool.get(), &m, nullptr, source, &batch));
+  TPDE_RETURN_IF_ERROR(EncodeObject(&im, im.ingest_pool.get(), &m, nullptr, source, &batch));
   auto drop_staged = [&] {
     rocksdb::WriteBatch drop;
     im.DropGeneration(&drop, m.lane, m.object_id, m.generation);

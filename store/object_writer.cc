@@ -79,13 +79,6 @@ Status EncodeObject(Store::Impl* impl, ThreadPool* thread_pool, Manifest* m, con
     }
   }
 
-  struct Worker {
-    ChunkScratch scratch;
-    std::vector<uint8_t> ref_buf;
-  };
-  std::vector<std::unique_ptr<Worker>> workers(pool.size());
-  for (auto& w : workers) w = std::make_unique<Worker>();
-
   StreamingChecksum file_sum;
   std::vector<uint8_t> cur;
   std::vector<std::string> payloads;
@@ -103,8 +96,12 @@ Status EncodeObject(Store::Impl* impl, ThreadPool* thread_pool, Manifest* m, con
     TPDE_RETURN_IF_ERROR(source(begin, bytes, cur.data()));
     file_sum.Update(cur.data(), bytes);
     payloads.resize(c - first);
-    pool.ParallelFor(c - first, [&](size_t i, size_t w) {
-      Worker& wk = *workers[w];
+    pool.ParallelFor(c - first, [&](size_t i) {
+      struct Worker {
+        ChunkScratch scratch;
+        std::vector<uint8_t> ref_buf;
+      };
+      thread_local Worker wk;
       ChunkRecord& rec = m->chunks[first + i];
       const Segment& seg = m->segments[rec.segment];
       const uint8_t* ref_bytes = nullptr;

@@ -123,7 +123,6 @@ Store::Impl::~Impl() {
 
 Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
-ThreadPool* Store::pool() { return impl_->pool.get(); }
 const StoreOptions& Store::options() const { return impl_->options; }
 
 Status Store::Repair(const std::string& dir) {
@@ -207,7 +206,8 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   impl->pending_cf = impl->handles[6];
   for (int i = 0; i < kChunkLanes; ++i) impl->lanes[i] = impl->handles[first_lane + i];
   impl->write_guard->MaybeRestoreReserve();
-  impl->pool = std::make_unique<ThreadPool>(options.threads, options.pool_nice);
+  impl->pool = std::make_unique<ThreadPool>(options.threads);
+  impl->ingest_pool = std::make_unique<ThreadPool>(options.threads, options.ingest_nice);
   impl->background_pool = std::make_unique<ThreadPool>(options.threads, /*nice=*/10);
 
   // Format version, root directory, counters.

@@ -65,7 +65,6 @@ namespace tpde {
 
 class ChainDecoder;
 class FileReader;
-class ThreadPool;
 
 struct StoreOptions {
   bool create_if_missing = true;
@@ -73,7 +72,7 @@ struct StoreOptions {
   LayoutOptions layout;             // chunk size, text threshold
   ChunkEncodeOptions encode;        // zstd level
   size_t threads = 0;               // encode/decode pool; 0 = all cores
-  int pool_nice = 0;                // CPU priority of the ingest pool (the collector's is always lower)
+  int ingest_nice = 0;              // CPU priority of the ingest pool (reads: 0; the collector: 10)
   uint64_t batch_bytes = 64u << 20; // file bytes encoded per parallel batch
   // Space kept free (a reserve file) so that deletions commit on a full disk
   // (store/write_guard.h); at most 1/8 of the file system. 0: none.
@@ -240,7 +239,6 @@ class Store {
   // lost, e.g. with a damaged log): reported, never taken for an empty file.
   Status Verify(VerifyReport* report, const std::function<bool(uint64_t ino)>& is_spooled = nullptr);
 
-  ThreadPool* pool();
   const StoreOptions& options() const;
 
   struct Impl;

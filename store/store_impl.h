@@ -41,8 +41,12 @@ struct Store::Impl {
   ChunkLanes lanes{};  // chunk payload column families (store/manifest.h)
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   std::shared_ptr<WriteGuard> write_guard;      // background errors, full disks
-  std::unique_ptr<ThreadPool> pool;             // ingest and reads
-  std::unique_ptr<ThreadPool> background_pool;  // demotion, re-base: lower CPU priority
+  // Three pools, so that reads never queue behind background work and the
+  // OS schedules each at its own priority: reads (default priority), ingest
+  // (options.ingest_nice), demotion and re-base (nice 10).
+  std::unique_ptr<ThreadPool> pool;             // reads
+  std::unique_ptr<ThreadPool> ingest_pool;      // ingest
+  std::unique_ptr<ThreadPool> background_pool;  // demotion, re-base
 
   // Lanes 1.. are held by one large-object writer at a time (lane 0 is
   // shared by small objects, which commit through the WAL).
