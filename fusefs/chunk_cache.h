@@ -1,17 +1,22 @@
 // ChunkCache: decoded chunks of committed objects, least recently used out
-// first, bounded in bytes. An object's content never changes and object ids
+// first, bounded in bytes (RocksDB's LRU cache, rocksdb/cache.h, with our
+// single-flight loading on top). An object's content never changes and object ids
 // are never reused, so a (object id, chunk index) entry never goes stale.
 // Thread-safe.
 #pragma once
 
+#include <rocksdb/cache.h>
+
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <future>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
+
+#include "codec/thread_annotations.h"
 
 namespace tpde {
 
@@ -33,9 +38,12 @@ class ChunkCache {
  public:
   using Chunk = std::shared_ptr<const ChunkBuffer>;
 
-  explicit ChunkCache(uint64_t capacity_bytes) : capacity_(capacity_bytes) {}
+  // `capacity_bytes`: decoded bytes kept (RocksDB's LRU cache, sharded so
+  // that each shard holds at least 16 chunks of 1 MiB; LRU order is per
+  // shard).
+  explicit ChunkCache(uint64_t capacity_bytes);
 
-  // Inserts (or refreshes) a chunk, evicting the least recently used.
+  // Inserts (or replaces) a chunk; the least recently used go first.
   void Insert(uint64_t object, uint32_t chunk, Chunk data);
   // The cached chunk, or the result of `load` run once for every concurrent
   // caller of the same chunk (a reader and read-ahead never decode it
@@ -46,8 +54,8 @@ class ChunkCache {
   bool Contains(uint64_t object, uint32_t chunk) const;
 
   uint64_t size_bytes() const;
-  uint64_t hits() const;
-  uint64_t misses() const;
+  uint64_t hits() const { return hits_.load(std::memory_order_relaxed); }
+  uint64_t misses() const { return misses_.load(std::memory_order_relaxed); }
 
  private:
   struct Key {
@@ -58,18 +66,15 @@ class ChunkCache {
   struct KeyHash {
     size_t operator()(const Key& k) const { return std::hash<uint64_t>()(k.object * 0x9E3779B97F4A7C15ull ^ k.chunk); }
   };
-  struct Entry {
-    Key key;
-    Chunk data;
-  };
 
-  const uint64_t capacity_;
-  mutable std::mutex mu_;
-  std::list<Entry> lru_;  // front: most recent
-  std::unordered_map<Key, std::list<Entry>::iterator, KeyHash> index_;
-  std::unordered_map<Key, std::shared_future<Chunk>, KeyHash> loading_;
-  uint64_t bytes_ = 0;
-  uint64_t hits_ = 0, misses_ = 0;
+  Chunk Lookup(const Key& key) const;
+
+  // Values are heap-allocated Chunks (shared pointers): a chunk evicted while
+  // a reader holds it stays alive until the reader drops it.
+  std::shared_ptr<rocksdb::Cache> cache_;
+  mutable std::mutex mu_;  // loading_ only
+  std::unordered_map<Key, std::shared_future<Chunk>, KeyHash> loading_ TPDE_GUARDED_BY(mu_);
+  std::atomic<uint64_t> hits_{0}, misses_{0};
 };
 
 }  // namespace tpde

@@ -114,7 +114,7 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
     std::lock_guard<std::mutex> lock(im.commit_mu);
     Inode f;
     if (target.ino != 0) {
-      Status gs = im.GetInode(target.ino, &f);
+      Status gs = im.ns.GetInode(target.ino, &f);
       if (gs.IsNotFound()) {
         TPDE_RETURN_IF_ERROR(drop_staged());
         return Status::NotFound(fmt::format("inode {} was removed during ingest", target.ino));
@@ -124,8 +124,8 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
       if (f.object != 0) TPDE_RETURN_IF_ERROR(im.ReleaseObject(&batch, f.object));
     } else {
       Inode dir;
-      TPDE_RETURN_IF_ERROR(im.GetInode(target.parent, &dir));  // still there?
-      Status ls = im.Lookup(target.parent, target.name, &f);
+      TPDE_RETURN_IF_ERROR(im.ns.GetInode(target.parent, &dir));  // still there?
+      Status ls = im.ns.Lookup(target.parent, target.name, &f);
       if (ls.ok()) {
         if (f.type != InodeType::kFile) {
           return Status::InvalidArgument(fmt::format("'{}' exists and is not a file", target.name));
@@ -136,7 +136,7 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
         f.ino = im.next_inode++;
         f.type = InodeType::kFile;
         f.parent = target.parent;
-        im.PutDirent(&batch, target.parent, target.name, f.ino, f.type);
+        im.ns.PutDirent(&batch, target.parent, target.name, f.ino, f.type);
       } else {
         return ls;
       }
@@ -171,7 +171,7 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
     f.object = m.object_id;
     f.mtime_ns = target.mtime_ns;
     f.ctime_ns = target.mtime_ns;
-    im.PutInode(&batch, f);
+    im.ns.PutInode(&batch, f);
     TPDE_RETURN_IF_ERROR(im.Commit(&batch));
 
     result->ino = f.ino;
@@ -206,7 +206,7 @@ Status Store::IngestFile(uint64_t parent, std::string_view name, const std::stri
   FileDescriptor fd(raw_fd);
   TPDE_RETURN_IF_ERROR(s);
   Inode dir;
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(parent, &dir));
+  TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(parent, &dir));
   if (dir.type != InodeType::kDirectory) return Status::InvalidArgument("parent is not a directory");
   IngestTarget target;
   target.parent = parent;
@@ -226,7 +226,7 @@ Status Store::IngestInode(uint64_t ino, const std::string& src_path, int64_t mti
   FileDescriptor fd(raw_fd);
   TPDE_RETURN_IF_ERROR(s);
   Inode f;
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &f));
+  TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(ino, &f));
   if (f.type != InodeType::kFile) return Status::InvalidArgument(fmt::format("inode {} is not a file", ino));
   IngestTarget target;
   target.ino = ino;

@@ -97,14 +97,6 @@ Status RefuseOtherFormat(const rocksdb::DBOptions& dbo, const std::string& dir,
 
 }  // namespace
 
-Status FromRocks(const rocksdb::Status& s, std::string_view context) {
-  if (s.ok()) return Status::OK();
-  if (s.IsNotFound()) return Status::NotFound(fmt::format("{}: {}", context, s.ToString()));
-  if (s.IsCorruption()) return Status::Corruption(fmt::format("{}: {}", context, s.ToString()));
-  if (s.IsNoSpace()) return Status::NoSpace(fmt::format("{}: {}", context, s.ToString()));
-  return Status::IOError(fmt::format("{}: {}", context, s.ToString()));
-}
-
 Store::Impl::~Impl() {
   if (db) {
     // Everything into table files: a clean store is whole without its WAL,
@@ -198,8 +190,7 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   impl->db.reset(raw);
   raw->GetEnv()->LowerThreadPoolCPUPriority(rocksdb::Env::LOW);  // compactions yield to saves
   impl->default_cf = impl->handles[0];
-  impl->inodes_cf = impl->handles[1];
-  impl->dirents_cf = impl->handles[2];
+  impl->ns = Namespace(raw, impl->handles[1], impl->handles[2]);
   impl->objects_cf = impl->handles[3];
   impl->deps_cf = impl->handles[4];
   impl->detached_cf = impl->handles[5];
@@ -223,7 +214,7 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
     root.nlink = 2;
     root.parent = kRootInode;
     root.mtime_ns = root.ctime_ns = NowNs();
-    impl->PutInode(&b, root);
+    impl->ns.PutInode(&b, root);
     TPDE_RETURN_IF_ERROR(impl->Commit(&b));
   } else if (!s.ok()) {
     return FromRocks(s, "reading format version");
@@ -241,7 +232,7 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
     it->SeekToLast();
     return it->Valid() && it->key().size() >= 8 ? GetBigEndian64(it->key().ToStringView()) : 0;
   };
-  impl->next_inode = std::max<uint64_t>(kRootInode + 1, last_key(impl->inodes_cf) + 1);
+  impl->next_inode = std::max<uint64_t>(kRootInode + 1, impl->ns.LastInode() + 1);
   uint64_t last_object = last_key(impl->objects_cf);
   for (auto* lane : impl->lanes) last_object = std::max(last_object, last_key(lane));
   impl->next_object = last_object + 1;
@@ -281,43 +272,6 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
 }
 
 // ---- Impl: reads ------------------------------------------------------------
-
-Status Store::Impl::GetInode(uint64_t ino, Inode* out, const rocksdb::Snapshot* snap) {
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap;
-  std::string v;
-  rocksdb::Status s = db->Get(ro, inodes_cf, keys::U64(ino), &v);
-  if (s.IsNotFound()) return Status::NotFound(fmt::format("inode {}", ino));
-  TPDE_RETURN_IF_ERROR(FromRocks(s, "reading inode"));
-  return ParseInode(v, out).WithContext(fmt::format("inode {}", ino));
-}
-
-Status Store::Impl::Lookup(uint64_t parent, std::string_view name, Inode* out) {
-  std::string v;
-  rocksdb::Status s = db->Get(rocksdb::ReadOptions(), dirents_cf, keys::Dirent(parent, name), &v);
-  if (s.IsNotFound()) return Status::NotFound(fmt::format("'{}' not found", name));
-  TPDE_RETURN_IF_ERROR(FromRocks(s, "reading directory entry"));
-  if (v.size() != 9) return Status::Corruption(fmt::format("directory entry '{}' is malformed", name));
-  return GetInode(GetBigEndian64(v), out);
-}
-
-Status Store::Impl::ReadDir(uint64_t ino, std::vector<DirEntry>* out, const rocksdb::Snapshot* snap) {
-  out->clear();
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap;
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(ro, dirents_cf));
-  const std::string prefix = keys::U64(ino);
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    std::string_view v = it->value().ToStringView();
-    if (v.size() != 9) return Status::Corruption("directory entry is malformed");
-    DirEntry e;
-    e.name = std::string(it->key().ToStringView().substr(8));
-    e.ino = GetBigEndian64(v);
-    e.type = static_cast<InodeType>(v[8]);
-    out->push_back(std::move(e));
-  }
-  return FromRocks(it->status(), "reading directory");
-}
 
 Status Store::Impl::GetManifest(uint64_t object, std::shared_ptr<const Manifest>* out,
                                 const rocksdb::Snapshot* snap) {
@@ -430,19 +384,6 @@ void Store::Impl::DropGeneration(rocksdb::WriteBatch* b, uint8_t lane, uint64_t 
   freed_ranges.push_back({lane, std::move(begin), std::move(end)});
 }
 
-void Store::Impl::PutInode(rocksdb::WriteBatch* b, const Inode& n) {
-  std::string v;
-  SerializeInode(n, &v);
-  b->Put(inodes_cf, keys::U64(n.ino), v);
-}
-
-void Store::Impl::PutDirent(rocksdb::WriteBatch* b, uint64_t parent, std::string_view name, uint64_t ino,
-                            InodeType type) {
-  std::string v = keys::U64(ino);
-  v.push_back(static_cast<char>(type));
-  b->Put(dirents_cf, keys::Dirent(parent, name), v);
-}
-
 Status Store::Impl::Commit(rocksdb::WriteBatch* b, bool sync) {
   // After a background error RocksDB takes no writes until it resumes; on a
   // full disk the guard's reserve makes room for this one (a deletion, most
@@ -455,12 +396,12 @@ Status Store::Impl::Commit(rocksdb::WriteBatch* b, bool sync) {
 
 // ---- Namespace --------------------------------------------------------------
 
-Status Store::GetInode(uint64_t ino, Inode* out) { return impl_->GetInode(ino, out); }
+Status Store::GetInode(uint64_t ino, Inode* out) { return impl_->ns.GetInode(ino, out); }
 
-Status Store::Lookup(uint64_t parent, std::string_view name, Inode* out) { return impl_->Lookup(parent, name, out); }
+Status Store::Lookup(uint64_t parent, std::string_view name, Inode* out) { return impl_->ns.Lookup(parent, name, out); }
 
 Status Store::Resolve(std::string_view path, Inode* out) {
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(kRootInode, out));
+  TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(kRootInode, out));
   size_t pos = 0;
   while (pos < path.size()) {
     size_t end = path.find('/', pos);
@@ -471,23 +412,23 @@ Status Store::Resolve(std::string_view path, Inode* out) {
     if (out->type != InodeType::kDirectory) {
       return Status::NotFound(fmt::format("'{}': a path component is not a directory", path));
     }
-    Status s = impl_->Lookup(out->ino, part, out);
+    Status s = impl_->ns.Lookup(out->ino, part, out);
     if (s.IsNotFound()) return Status::NotFound(fmt::format("'{}' not found in the store", path));
     TPDE_RETURN_IF_ERROR(s);
   }
   return Status::OK();
 }
 
-Status Store::ReadDir(uint64_t ino, std::vector<DirEntry>* out) { return impl_->ReadDir(ino, out); }
+Status Store::ReadDir(uint64_t ino, std::vector<DirEntry>* out) { return impl_->ns.ReadDir(ino, out); }
 
 Status Store::AddEntry(uint64_t parent, std::string_view name, Inode node, Inode* out) {
   TPDE_RETURN_IF_ERROR(CheckName(name));
   std::lock_guard<std::mutex> lock(impl_->commit_mu);
   Inode p;
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(parent, &p));
+  TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(parent, &p));
   if (p.type != InodeType::kDirectory) return Status::InvalidArgument("parent is not a directory");
   Inode existing;
-  if (impl_->Lookup(parent, name, &existing).ok()) {
+  if (impl_->ns.Lookup(parent, name, &existing).ok()) {
     *out = existing;
     return Status::AlreadyExists(fmt::format("'{}' exists", name));
   }
@@ -497,9 +438,9 @@ Status Store::AddEntry(uint64_t parent, std::string_view name, Inode node, Inode
   node.mtime_ns = node.ctime_ns = NowNs();
   p.mtime_ns = p.ctime_ns = node.mtime_ns;
   rocksdb::WriteBatch b;
-  impl_->PutInode(&b, node);
-  impl_->PutInode(&b, p);
-  impl_->PutDirent(&b, parent, name, node.ino, node.type);
+  impl_->ns.PutInode(&b, node);
+  impl_->ns.PutInode(&b, p);
+  impl_->ns.PutDirent(&b, parent, name, node.ino, node.type);
   TPDE_RETURN_IF_ERROR(impl_->Commit(&b, /*sync=*/false));
   *out = node;
   return Status::OK();
@@ -517,7 +458,7 @@ Status Store::MakeDirectory(uint64_t parent, std::string_view name, uint32_t mod
 }
 
 Status Store::MakeDirectories(std::string_view path, Inode* out) {
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(kRootInode, out));
+  TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(kRootInode, out));
   size_t pos = 0;
   while (pos < path.size()) {
     size_t end = path.find('/', pos);
@@ -549,15 +490,15 @@ Status Store::Symlink(uint64_t parent, std::string_view name, std::string_view t
 Status Store::Unlink(uint64_t parent, std::string_view name) {
   std::lock_guard<std::mutex> lock(impl_->commit_mu);
   Inode n;
-  TPDE_RETURN_IF_ERROR(impl_->Lookup(parent, name, &n));
+  TPDE_RETURN_IF_ERROR(impl_->ns.Lookup(parent, name, &n));
   if (n.type == InodeType::kDirectory) return Status::InvalidArgument(fmt::format("'{}' is a directory", name));
   rocksdb::WriteBatch b;
-  b.Delete(impl_->dirents_cf, keys::Dirent(parent, name));
+  impl_->ns.DeleteDirent(&b, parent, name);
   if (n.nlink > 1) {
     --n.nlink;
-    impl_->PutInode(&b, n);
+    impl_->ns.PutInode(&b, n);
   } else {
-    b.Delete(impl_->inodes_cf, keys::U64(n.ino));
+    impl_->ns.DeleteInode(&b, n.ino);
     if (n.object != 0) TPDE_RETURN_IF_ERROR(impl_->ReleaseObject(&b, n.object));
   }
   // Synced when content is freed or detached; a plain name removal is not.
@@ -567,14 +508,14 @@ Status Store::Unlink(uint64_t parent, std::string_view name) {
 Status Store::RemoveDirectory(uint64_t parent, std::string_view name) {
   std::lock_guard<std::mutex> lock(impl_->commit_mu);
   Inode n;
-  TPDE_RETURN_IF_ERROR(impl_->Lookup(parent, name, &n));
+  TPDE_RETURN_IF_ERROR(impl_->ns.Lookup(parent, name, &n));
   if (n.type != InodeType::kDirectory) return Status::InvalidArgument(fmt::format("'{}' is not a directory", name));
   std::vector<DirEntry> entries;
   TPDE_RETURN_IF_ERROR(ReadDir(n.ino, &entries));
   if (!entries.empty()) return Status::InvalidArgument(fmt::format("directory '{}' is not empty", name));
   rocksdb::WriteBatch b;
-  b.Delete(impl_->dirents_cf, keys::Dirent(parent, name));
-  b.Delete(impl_->inodes_cf, keys::U64(n.ino));
+  impl_->ns.DeleteDirent(&b, parent, name);
+  impl_->ns.DeleteInode(&b, n.ino);
   return impl_->Commit(&b, /*sync=*/false);
 }
 
@@ -596,7 +537,7 @@ Status Store::RemoveTree(std::string_view path) {
     TPDE_RETURN_IF_ERROR(ReadDir(node.ino, &children));
     for (const auto& c : children) {
       Inode child;
-      TPDE_RETURN_IF_ERROR(impl_->GetInode(c.ino, &child));
+      TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(c.ino, &child));
       TPDE_RETURN_IF_ERROR(remove(node.ino, c.name, child));
     }
     return RemoveDirectory(dir, entry);
@@ -607,14 +548,14 @@ Status Store::RemoveTree(std::string_view path) {
 Status Store::SetAttributes(uint64_t ino, const AttrChanges& changes, Inode* out) {
   std::lock_guard<std::mutex> lock(impl_->commit_mu);
   Inode n;
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &n));
+  TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(ino, &n));
   if (changes.mode) n.mode = *changes.mode & 07777;
   if (changes.uid) n.uid = *changes.uid;
   if (changes.gid) n.gid = *changes.gid;
   if (changes.mtime_ns) n.mtime_ns = *changes.mtime_ns;
   n.ctime_ns = NowNs();
   rocksdb::WriteBatch b;
-  impl_->PutInode(&b, n);
+  impl_->ns.PutInode(&b, n);
   TPDE_RETURN_IF_ERROR(impl_->Commit(&b, /*sync=*/false));
   if (out != nullptr) *out = n;
   return Status::OK();
@@ -636,8 +577,8 @@ Status Store::Rename(uint64_t parent, std::string_view name, uint64_t new_parent
   if ((flags & kRenameNoReplace) && (flags & kRenameExchange)) return Status::InvalidArgument("bad rename flags");
   std::lock_guard<std::mutex> lock(impl_->commit_mu);
   Inode src, dst_dir;
-  TPDE_RETURN_IF_ERROR(impl_->Lookup(parent, name, &src));
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(new_parent, &dst_dir));
+  TPDE_RETURN_IF_ERROR(impl_->ns.Lookup(parent, name, &src));
+  TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(new_parent, &dst_dir));
   if (dst_dir.type != InodeType::kDirectory) return Status::InvalidArgument("target parent is not a directory");
   if (src.type == InodeType::kDirectory) {
     // A directory must not move into itself or a descendant.
@@ -645,12 +586,12 @@ Status Store::Rename(uint64_t parent, std::string_view name, uint64_t new_parent
       if (d == src.ino) return Status::InvalidArgument("cannot move a directory into itself");
       if (d == kRootInode) break;
       Inode di;
-      TPDE_RETURN_IF_ERROR(impl_->GetInode(d, &di));
+      TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(d, &di));
       d = di.parent;
     }
   }
   Inode dst;
-  Status ds = impl_->Lookup(new_parent, new_name, &dst);
+  Status ds = impl_->ns.Lookup(new_parent, new_name, &dst);
   if (!ds.ok() && !ds.IsNotFound()) return ds;
   const bool exists = ds.ok();
   if (exists && dst.ino == src.ino) return Status::OK();
@@ -660,35 +601,35 @@ Status Store::Rename(uint64_t parent, std::string_view name, uint64_t new_parent
   rocksdb::WriteBatch b;
   const int64_t now = NowNs();
   if (flags & kRenameExchange) {
-    impl_->PutDirent(&b, parent, name, dst.ino, dst.type);
+    impl_->ns.PutDirent(&b, parent, name, dst.ino, dst.type);
     dst.parent = parent;
     dst.ctime_ns = now;
-    impl_->PutInode(&b, dst);
+    impl_->ns.PutInode(&b, dst);
   } else {
-    b.Delete(impl_->dirents_cf, keys::Dirent(parent, name));
+    impl_->ns.DeleteDirent(&b, parent, name);
     if (exists) {
       if (dst.type == InodeType::kDirectory) {
         if (src.type != InodeType::kDirectory) return Status::InvalidArgument("target is a directory");
         std::vector<DirEntry> children;
         TPDE_RETURN_IF_ERROR(ReadDir(dst.ino, &children));
         if (!children.empty()) return Status::InvalidArgument("target directory is not empty");
-        b.Delete(impl_->inodes_cf, keys::U64(dst.ino));
+        impl_->ns.DeleteInode(&b, dst.ino);
       } else {
         if (src.type == InodeType::kDirectory) return Status::InvalidArgument("target is not a directory");
         if (dst.nlink > 1) {
           --dst.nlink;
-          impl_->PutInode(&b, dst);
+          impl_->ns.PutInode(&b, dst);
         } else {
-          b.Delete(impl_->inodes_cf, keys::U64(dst.ino));
+          impl_->ns.DeleteInode(&b, dst.ino);
           if (dst.object != 0) TPDE_RETURN_IF_ERROR(impl_->ReleaseObject(&b, dst.object));
         }
       }
     }
   }
-  impl_->PutDirent(&b, new_parent, new_name, src.ino, src.type);
+  impl_->ns.PutDirent(&b, new_parent, new_name, src.ino, src.type);
   src.parent = new_parent;
   src.ctime_ns = now;
-  impl_->PutInode(&b, src);
+  impl_->ns.PutInode(&b, src);
   return impl_->Commit(&b, /*sync=*/false);
 }
 
@@ -708,14 +649,15 @@ Status Store::CheckWrites() {
 
 Status Store::CountInodes(uint64_t* count) {
   *count = 0;
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->inodes_cf));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) ++*count;
-  return FromRocks(it->status(), "counting inodes");
+  return impl_->ns.ForEachInode([&](const Status&, const Inode&) {
+    ++*count;
+    return true;
+  });
 }
 
 Status Store::OpenReader(uint64_t ino, std::unique_ptr<FileReader>* reader) {
   Inode n;
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &n));
+  TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(ino, &n));
   if (n.type != InodeType::kFile) return Status::InvalidArgument(fmt::format("inode {} is not a file", ino));
   if (n.object == 0) return Status::NotFound(fmt::format("inode {} has no content", ino));
   return impl_->OpenObjectReader(n.object, reader);
@@ -750,44 +692,38 @@ Status Store::GetFileStats(uint64_t ino, FileStats* out) {
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot.snapshot();
   Inode n;
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &n, ro.snapshot));
+  TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(ino, &n, ro.snapshot));
   TPDE_RETURN_IF_ERROR(impl_->FillFileStats(n, out, ro.snapshot));
   if (out->reference == 0) return Status::OK();
   // The path of the file whose object is the reference (a scan; for xattrs).
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->inodes_cf));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    Inode r;
-    if (!ParseInode(it->value().ToStringView(), &r).ok() || r.object != out->reference) continue;
-    std::vector<std::string> parts;
-    std::string name = r.type == InodeType::kFile ? NameOf(r) : "";
-    for (Inode d = r; !name.empty();) {
-      parts.push_back(name);
-      if (d.parent == kRootInode || d.parent == 0) break;
-      Inode up;
-      if (!impl_->GetInode(d.parent, &up, ro.snapshot).ok()) break;
-      name = NameOf(up);
-      d = up;
-    }
-    for (auto p = parts.rbegin(); p != parts.rend(); ++p) out->reference_path += "/" + *p;
-    return Status::OK();
-  }
-  out->reference_path = fmt::format("(deleted file, object {})", out->reference);
-  return FromRocks(it->status(), "scanning inodes");
+  bool found = false;
+  Status scan = impl_->ns.ForEachInode(
+      [&](const Status& parsed, const Inode& r) {
+        if (!parsed.ok() || r.object != out->reference) return true;
+        std::vector<std::string> parts;
+        std::string name = r.type == InodeType::kFile ? impl_->ns.NameOf(r, ro.snapshot) : "";
+        for (Inode d = r; !name.empty();) {
+          parts.push_back(name);
+          if (d.parent == kRootInode || d.parent == 0) break;
+          Inode up;
+          if (!impl_->ns.GetInode(d.parent, &up, ro.snapshot).ok()) break;
+          name = impl_->ns.NameOf(up, ro.snapshot);
+          d = up;
+        }
+        for (auto p = parts.rbegin(); p != parts.rend(); ++p) out->reference_path += "/" + *p;
+        found = true;
+        return false;
+      },
+      ro.snapshot);
+  if (!found) out->reference_path = fmt::format("(deleted file, object {})", out->reference);
+  return scan;
 }
 
-std::string Store::NameOf(const Inode& n) {
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->dirents_cf));
-  const std::string prefix = keys::U64(n.parent);
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    std::string_view v = it->value().ToStringView();
-    if (v.size() == 9 && GetBigEndian64(v) == n.ino) return std::string(it->key().ToStringView().substr(8));
-  }
-  return "";
-}
+std::string Store::NameOf(const Inode& n) { return impl_->ns.NameOf(n); }
 
 Status Store::RemoveFileInode(uint64_t ino) {
   Inode n;
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(ino, &n));
+  TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(ino, &n));
   const std::string name = NameOf(n);
   if (name.empty()) return Status::NotFound(fmt::format("inode {} has no name in its parent", ino));
   return Unlink(n.parent, name);
@@ -802,7 +738,7 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
   rocksdb::ManagedSnapshot snapshot(impl_->db.get());
   rocksdb::ReadOptions ro;
   ro.snapshot = snapshot.snapshot();
-  TPDE_RETURN_IF_ERROR(impl_->GetInode(top.ino, &top, ro.snapshot));
+  TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(top.ino, &top, ro.snapshot));
   std::string base(path_prefix);
   while (!base.empty() && base.back() == '/') base.pop_back();
   while (!base.empty() && base.front() == '/') base.erase(0, 1);
@@ -812,10 +748,10 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
     if (n.type == InodeType::kDirectory) {
       ++out->directories;
       std::vector<DirEntry> entries;
-      TPDE_RETURN_IF_ERROR(impl_->ReadDir(n.ino, &entries, ro.snapshot));
+      TPDE_RETURN_IF_ERROR(impl_->ns.ReadDir(n.ino, &entries, ro.snapshot));
       for (const auto& e : entries) {
         Inode child;
-        TPDE_RETURN_IF_ERROR(impl_->GetInode(e.ino, &child, ro.snapshot));
+        TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(e.ino, &child, ro.snapshot));
         TPDE_RETURN_IF_ERROR(walk(child, path.empty() ? e.name : path + "/" + e.name));
       }
       return Status::OK();
@@ -883,36 +819,30 @@ Status Store::VerifyPass(VerifyReport* report, const std::function<bool(uint64_t
   *report = VerifyReport();
   Impl& im = *impl_;
   std::set<uint64_t> named;  // objects named by an inode
-  {
-    std::unique_ptr<rocksdb::Iterator> it(im.db->NewIterator(rocksdb::ReadOptions(), im.inodes_cf));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      Inode n;
-      Status s = ParseInode(it->value().ToStringView(), &n);
-      if (!s.ok()) {
-        report->errors.push_back(s.ToString());
-        continue;
-      }
-      if (n.type != InodeType::kFile) continue;
-      ++report->files;
-      if (n.object == 0) {
-        if (!is_spooled || !is_spooled(n.ino)) {
-          report->errors.push_back(fmt::format("inode {} ('{}'): no content was ever committed (its content "
-                                               "record is missing: a damaged log?)", n.ino, NameOf(n)));
-        }
-        continue;
-      }
-      named.insert(n.object);
-      std::shared_ptr<const Manifest> m;
-      s = im.GetManifest(n.object, &m);
-      if (!s.ok()) {
-        report->errors.push_back(fmt::format("inode {}: {}", n.ino, s.ToString()));
-      } else if (m->file_bytes != n.size) {
-        report->errors.push_back(fmt::format("inode {}: size {} but object {} holds {} bytes", n.ino, n.size,
-                                             n.object, m->file_bytes));
-      }
+  TPDE_RETURN_IF_ERROR(im.ns.ForEachInode([&](const Status& parsed, const Inode& n) {
+    if (!parsed.ok()) {
+      report->errors.push_back(parsed.ToString());
+      return true;
     }
-    TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning inodes"));
-  }
+    if (n.type != InodeType::kFile) return true;
+    ++report->files;
+    if (n.object == 0) {
+      if (!is_spooled || !is_spooled(n.ino)) {
+        report->errors.push_back(fmt::format("inode {} ('{}'): no content was ever committed (its content "
+                                             "record is missing: a damaged log?)", n.ino, NameOf(n)));
+      }
+      return true;
+    }
+    named.insert(n.object);
+    std::shared_ptr<const Manifest> m;
+    if (Status s = im.GetManifest(n.object, &m); !s.ok()) {
+      report->errors.push_back(fmt::format("inode {}: {}", n.ino, s.ToString()));
+    } else if (m->file_bytes != n.size) {
+      report->errors.push_back(fmt::format("inode {}: size {} but object {} holds {} bytes", n.ino, n.size,
+                                           n.object, m->file_bytes));
+    }
+    return true;
+  }));
   std::unique_ptr<rocksdb::Iterator> it(im.db->NewIterator(rocksdb::ReadOptions(), im.objects_cf));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const uint64_t object = GetBigEndian64(it->key().ToStringView());

@@ -1,4 +1,8 @@
-// Store internals shared by store.cc, ingest.cc and gc.cc (not public).
+// Store internals shared by store.cc, ingest.cc and collector.cc (not
+// public). The namespace (inodes, dirents) is its own class
+// (store/namespace.h), as are the readers (store/file_reader.h), the object
+// encoder (store/object_writer.h) and the write guard; what stays here are
+// the objects (manifests, references, lanes, generations) and the collector.
 #pragma once
 
 #include <rocksdb/db.h>
@@ -19,12 +23,12 @@
 #include "store/file_reader.h"
 #include "store/keys.h"
 #include "store/manifest.h"
+#include "store/namespace.h"
+#include "store/rocks_status.h"
 #include "store/store.h"
 #include "store/write_guard.h"
 
 namespace tpde {
-
-Status FromRocks(const rocksdb::Status& s, std::string_view context);
 
 struct Store::Impl {
   std::string dir;
@@ -32,14 +36,13 @@ struct Store::Impl {
   std::unique_ptr<rocksdb::Env> env;  // over StoreOptions::file_system, if given (outlives db)
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::ColumnFamilyHandle* default_cf = nullptr;
-  rocksdb::ColumnFamilyHandle* inodes_cf = nullptr;
-  rocksdb::ColumnFamilyHandle* dirents_cf = nullptr;
   rocksdb::ColumnFamilyHandle* objects_cf = nullptr;
   rocksdb::ColumnFamilyHandle* deps_cf = nullptr;
   rocksdb::ColumnFamilyHandle* detached_cf = nullptr;
   rocksdb::ColumnFamilyHandle* pending_cf = nullptr;
   ChunkLanes lanes{};  // chunk payload column families (store/manifest.h)
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  Namespace ns;  // inodes and dirents
   std::shared_ptr<WriteGuard> write_guard;      // background errors, full disks
   // Three pools, so that reads never queue behind background work and the
   // OS schedules each at its own priority: reads (default priority), ingest
@@ -72,9 +75,6 @@ struct Store::Impl {
   ~Impl();
 
   // ---- Reads (any thread) ----
-  Status GetInode(uint64_t ino, Inode* out, const rocksdb::Snapshot* snap = nullptr);
-  Status Lookup(uint64_t parent, std::string_view name, Inode* out);
-  Status ReadDir(uint64_t ino, std::vector<DirEntry>* out, const rocksdb::Snapshot* snap = nullptr);
   Status GetManifest(uint64_t object, std::shared_ptr<const Manifest>* out, const rocksdb::Snapshot* snap = nullptr);
   // Manifests of `object` and each reference down to its keyframe.
   Status GetChain(uint64_t object, std::vector<std::shared_ptr<const Manifest>>* chain,
@@ -91,9 +91,6 @@ struct Store::Impl {
   void ForgetManifest(uint64_t object);
 
   // ---- Mutations ----
-  void PutInode(rocksdb::WriteBatch* b, const Inode& n) TPDE_REQUIRES(commit_mu);
-  void PutDirent(rocksdb::WriteBatch* b, uint64_t parent, std::string_view name, uint64_t ino, InodeType type)
-      TPDE_REQUIRES(commit_mu);
   // The inode no longer names `object`: free it, or detach it if it is
   // still a reference of others.
   Status ReleaseObject(rocksdb::WriteBatch* b, uint64_t object) TPDE_REQUIRES(commit_mu);
