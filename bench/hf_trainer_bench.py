@@ -168,6 +168,7 @@ def profile_save_parts(parts):
     where the mount costs more than the plain directory."""
     import safetensors.torch
     import torch
+    import transformers.modeling_utils as modeling_utils
     import transformers.trainer as trainer_module
 
     def wrap(owner, name, label):
@@ -183,13 +184,14 @@ def profile_save_parts(parts):
         setattr(owner, name, timed)
 
     wrap(torch, "save", "torch.save")
-    wrap(safetensors.torch, "save_file", "safetensors.save_file")
     wrap(os, "fsync", "os.fsync")
     wrap(shutil, "rmtree", "shutil.rmtree")
-    wrap(shutil, "copy", "shutil.copy")
-    for name in ("save_file", "safe_save_file"):
-        if hasattr(trainer_module, name):
-            wrap(trainer_module, name, "safetensors.save_file")
+    # model.safetensors: HF calls safetensors' save_file through the name it
+    # imported (modeling_utils.safe_save_file), so that name is wrapped.
+    wrap(safetensors.torch, "save_file", "safetensors.save_file")
+    for module in (modeling_utils, trainer_module):
+        if hasattr(module, "safe_save_file"):
+            wrap(module, "safe_save_file", "safetensors.save_file")
 
 
 # ---- the driver ----

@@ -1,4 +1,3 @@
-#include "codec/thread_annotations.h"
 #include "client/loader.h"
 
 #include <fmt/format.h>
@@ -6,8 +5,6 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,7 +22,10 @@
 
 #include "codec/chain_bundle.h"
 #include "codec/chain_decoder.h"
+#include "codec/thread_annotations.h"
 #include "codec/thread_pool.h"
+#include "daemon/control_socket.h"
+#include "daemon/unique_fd.h"
 #include "kernels/gpu_chain_decoder.h"
 
 namespace tpde {
@@ -77,20 +77,6 @@ Status FindMount(const std::string& path, std::string* mount_point, std::string*
   return s;
 }
 
-// An owned descriptor.
-struct Fd {
-  int fd = -1;
-  Fd() = default;
-  explicit Fd(int f) : fd(f) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  void reset(int f = -1) {
-    if (fd >= 0) ::close(fd);
-    fd = f;
-  }
-};
-
 // A field of the daemon's reply, of the expected type (or `fallback`):
 // never an exception out of the library.
 template <typename T>
@@ -114,81 +100,32 @@ constexpr size_t kMaxReplyFds = 4;
 class ControlConnection {
  public:
   Status Connect(const std::string& socket_path) {
-    sock_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (sock_.fd < 0) return Status::IOError(fmt::format("socket: {}", std::strerror(errno)));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (socket_path.size() >= sizeof(addr.sun_path)) {
-      return Status::InvalidArgument(fmt::format("control socket path too long: {}", socket_path));
-    }
-    std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size());
-    if (::connect(sock_.fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      const int err = errno;
-      if (err == EACCES) return Status::IOError(fmt::format("permission denied on the control socket {}", socket_path));
-      return Status::IOError(fmt::format("the tpde daemon is not running (no answer on {}: {})", socket_path,
-                                         std::strerror(err)));
-    }
-    return Status::OK();
+    sock_.reset(ConnectControlSocket(socket_path));
+    if (sock_.get() >= 0) return Status::OK();
+    const int err = errno;
+    if (err == ENAMETOOLONG) return Status::InvalidArgument(fmt::format("control socket path too long: {}", socket_path));
+    if (err == EACCES) return Status::IOError(fmt::format("permission denied on the control socket {}", socket_path));
+    return Status::IOError(
+        fmt::format("the tpde daemon is not running (no answer on {}: {})", socket_path, std::strerror(err)));
   }
 
   // The request, with `send` (descriptors) on its first byte.
   Status Send(const Json& request, const std::vector<int>& send) {
-    const std::string line = request.dump() + "\n";
-    size_t sent = 0;
-    if (!send.empty()) {
-      std::vector<char> control(CMSG_SPACE(sizeof(int) * send.size()));
-      iovec iov{const_cast<char*>(line.data()), 1};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control.data();
-      msg.msg_controllen = control.size();
-      cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-      cm->cmsg_level = SOL_SOCKET;
-      cm->cmsg_type = SCM_RIGHTS;
-      cm->cmsg_len = CMSG_LEN(sizeof(int) * send.size());
-      std::memcpy(CMSG_DATA(cm), send.data(), sizeof(int) * send.size());
-      ssize_t n;
-      do {
-        n = ::sendmsg(sock_.fd, &msg, MSG_NOSIGNAL);
-      } while (n < 0 && errno == EINTR);
-      if (n != 1) return Status::IOError(fmt::format("control socket: {}", std::strerror(errno)));
-      sent = 1;
-    }
-    while (sent < line.size()) {
-      ssize_t n = ::send(sock_.fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Status::IOError(fmt::format("control socket: {}", std::strerror(errno)));
-      sent += static_cast<size_t>(n);
+    if (!SendWithFds(sock_.get(), request.dump() + "\n", send)) {
+      return Status::IOError(fmt::format("control socket: {}", std::strerror(errno)));
     }
     return Status::OK();
   }
 
-  // The next reply line, a JSON object; descriptors that came with it go to
-  // *fds (owned). IOError if the daemon closed the connection first.
-  Status ReadLine(Json* reply, std::vector<std::unique_ptr<Fd>>* fds = nullptr) {
+  // The next reply line, a JSON object. IOError if the daemon closed the
+  // connection first. The loader passes its own buffers, so no descriptor
+  // should come back; any that does is closed.
+  Status ReadLine(Json* reply) {
     char buf[65536];
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxReplyFds)];
     while (text_.find('\n') == std::string::npos) {
-      iovec iov{buf, sizeof(buf)};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof(control);
-      ssize_t n = ::recvmsg(sock_.fd, &msg, MSG_CMSG_CLOEXEC);
-      if (n < 0 && errno == EINTR) continue;
+      std::vector<UniqueFd> unexpected;
+      const ssize_t n = RecvWithFds(sock_.get(), buf, sizeof(buf), kMaxReplyFds, &unexpected);
       if (n <= 0) return Status::IOError("the tpde daemon closed the connection mid-reply");
-      for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-        const size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; ++i) {
-          int got;
-          std::memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-          auto owned = std::make_unique<Fd>(got);  // closed unless the caller takes it
-          if (fds != nullptr) fds->push_back(std::move(owned));
-        }
-      }
       text_.append(buf, static_cast<size_t>(n));
     }
     const size_t end = text_.find('\n');
@@ -199,7 +136,7 @@ class ControlConnection {
   }
 
  private:
-  Fd sock_;
+  UniqueFd sock_;
   std::string text_;  // received, not yet returned
 };
 
@@ -221,15 +158,15 @@ class BundleArena {
     if (range == MAP_FAILED) return Status::IOError(fmt::format("bundle buffers: {}", std::strerror(errno)));
     a->map_ = static_cast<uint8_t*>(range);
     for (size_t i = 0; i < buffers; ++i) {
-      a->fds_.push_back(std::make_unique<Fd>(::memfd_create("tpde-bundle", MFD_CLOEXEC)));
-      const int fd = a->fds_.back()->fd;
+      a->fds_.emplace_back(::memfd_create("tpde-bundle", MFD_CLOEXEC));
+      const int fd = a->fds_.back().get();
       if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(a->buffer_bytes_)) != 0) {
         return Status::IOError(fmt::format("bundle buffers of {} bytes: {}", a->bytes_, std::strerror(errno)));
       }
     }
     for (uint64_t at = 0; at < a->bytes_; at += kBundleBlockBytes) {
       const BundleSpot spot = BundleBufferSpot(at, buffers);
-      if (::mmap(a->map_ + at, kBundleBlockBytes, PROT_READ, MAP_SHARED | MAP_FIXED, a->fds_[spot.buffer]->fd,
+      if (::mmap(a->map_ + at, kBundleBlockBytes, PROT_READ, MAP_SHARED | MAP_FIXED, a->fds_[spot.buffer].get(),
                  static_cast<off_t>(spot.offset)) == MAP_FAILED) {
         return Status::IOError(fmt::format("mapping bundle buffers of {} bytes: {}", a->bytes_, std::strerror(errno)));
       }
@@ -244,13 +181,13 @@ class BundleArena {
   const uint8_t* data() const { return map_; }
   std::vector<int> fds() const {
     std::vector<int> v;
-    for (const auto& f : fds_) v.push_back(f->fd);
+    for (const auto& f : fds_) v.push_back(f.get());
     return v;
   }
 
  private:
   BundleArena() = default;
-  std::vector<std::unique_ptr<Fd>> fds_;
+  std::vector<UniqueFd> fds_;
   uint64_t buffer_bytes_ = 0, bytes_ = 0;
   uint8_t* map_ = nullptr;
 };
@@ -402,9 +339,9 @@ Status LoadedFile::Open(const std::string& path, const LoaderOptions& options, s
     // The file, opened for reading through the mount, goes with the request:
     // the kernel checks our permissions at this open, and the daemon serves
     // the inode it names (a rename meanwhile cannot swap files).
-    Fd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     struct stat st;
-    if (file.fd < 0 || ::fstat(file.fd, &st) != 0) {
+    if (file.get() < 0 || ::fstat(file.get(), &st) != 0) {
       const int err = errno;
       if (err == ENOENT) return Status::NotFound(fmt::format("'{}': no such file", path));
       return Status::IOError(fmt::format("'{}': {}", path, std::strerror(err)));
@@ -417,7 +354,7 @@ Status LoadedFile::Open(const std::string& path, const LoaderOptions& options, s
       impl->arena.reset();
       TPDE_RETURN_IF_ERROR(BundleArena::Create(want, buffers, &impl->arena));
     }
-    std::vector<int> send = {file.fd};
+    std::vector<int> send = {file.get()};
     for (int fd : impl->arena->fds()) send.push_back(fd);
     auto conn = std::make_unique<ControlConnection>();
     TPDE_RETURN_IF_ERROR(conn->Connect(socket_path));

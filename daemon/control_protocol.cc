@@ -1,8 +1,8 @@
 #include "daemon/control_protocol.h"
 
+#include "daemon/control_socket.h"
+
 #include <fmt/format.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -101,26 +101,8 @@ std::string ControlSocketPath(const std::string& store_dir) {
   return (std::filesystem::path(store_dir) / "control.sock").string();
 }
 
-namespace {
-int Connect(const std::string& path) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) return -1;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    const int err = errno;
-    ::close(fd);
-    errno = err;  // callers tell "no daemon" from "not allowed to reach it"
-    return -1;
-  }
-  return fd;
-}
-}  // namespace
-
 bool DaemonListening(const std::string& socket_path, bool* permission_denied) {
-  int fd = Connect(socket_path);
+  int fd = ConnectControlSocket(socket_path);
   if (permission_denied) *permission_denied = fd < 0 && (errno == EACCES || errno == EPERM);
   if (fd < 0) return false;
   ::close(fd);
@@ -128,21 +110,15 @@ bool DaemonListening(const std::string& socket_path, bool* permission_denied) {
 }
 
 Status ControlCall(const std::string& socket_path, const Json& request, Json* response) {
-  int fd = Connect(socket_path);
+  int fd = ConnectControlSocket(socket_path);
   if (fd < 0 && (errno == EACCES || errno == EPERM)) {
     return Status::IOError(fmt::format("permission denied on the control socket '{}'", socket_path));
   }
   if (fd < 0) return Status::IOError(fmt::format("no daemon on '{}': {}", socket_path, std::strerror(errno)));
-  std::string line = request.dump() + "\n";
-  size_t sent = 0;
-  while (sent < line.size()) {
-    ssize_t n = ::write(fd, line.data() + sent, line.size() - sent);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      return Status::IOError(fmt::format("control socket write: {}", std::strerror(errno)));
-    }
-    sent += static_cast<size_t>(n);
+  if (!SendWithFds(fd, request.dump() + "\n")) {
+    const int err = errno;
+    ::close(fd);
+    return Status::IOError(fmt::format("control socket write: {}", std::strerror(err)));
   }
   std::string reply;
   char buf[65536];

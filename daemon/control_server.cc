@@ -1,5 +1,6 @@
 #include "daemon/control_server.h"
 
+#include "daemon/control_socket.h"
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -18,6 +19,7 @@
 
 #include "daemon/bundle_memfd.h"
 #include "daemon/control_protocol.h"
+#include "daemon/control_socket.h"
 #include "store/file_reader.h"
 
 namespace tpde {
@@ -88,75 +90,22 @@ void ControlServer::Loop() {
   }
 }
 
-namespace {
-
-// Sends all of `text` (false if the peer is gone).
-bool SendAll(int conn, std::string_view text) {
-  for (size_t sent = 0; sent < text.size();) {
-    ssize_t n = ::send(conn, text.data() + sent, text.size() - sent, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    sent += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-}  // namespace
-
 void ControlServer::Serve(int conn) {
   std::string line;
   char buf[4096];
   std::vector<UniqueFd> in;  // the descriptors the request carries (bundle)
   while (line.find('\n') == std::string::npos && line.size() < (1 << 20)) {
-    iovec iov{buf, sizeof(buf)};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxBundleBuffers + 1))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof(control);
-    ssize_t n = ::recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
-    if (n < 0 && errno == EINTR) continue;
+    const ssize_t n = RecvWithFds(conn, buf, sizeof(buf), kMaxBundleBuffers + 1, &in);
     if (n <= 0) break;
-    for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
-      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-      const size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t i = 0; i < count; ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-        in.emplace_back(fd);
-      }
-    }
     line.append(buf, static_cast<size_t>(n));
   }
   std::vector<UniqueFd> fds;
   std::function<void(int conn)> then;  // a streamed bundle's fill, after the reply
   const std::string reply = Handle(line, &in, &fds, &then) + "\n";
   in.clear();
-  size_t sent = 0;
-  if (!fds.empty()) {
-    // The reply's first byte carries the descriptors (SCM_RIGHTS).
-    std::vector<int> raw;
-    for (const UniqueFd& f : fds) raw.push_back(f.get());
-    std::vector<char> control(CMSG_SPACE(sizeof(int) * raw.size()));
-    iovec iov{const_cast<char*>(reply.data()), 1};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * raw.size());
-    std::memcpy(CMSG_DATA(cm), raw.data(), sizeof(int) * raw.size());
-    ssize_t n;
-    do {
-      n = ::sendmsg(conn, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    sent = n == 1 ? 1 : reply.size();  // on failure, send nothing more
-  }
-  if (sent < reply.size() && SendAll(conn, std::string_view(reply).substr(sent)) && then) then(conn);
+  std::vector<int> raw;  // on the reply's first byte
+  for (const UniqueFd& f : fds) raw.push_back(f.get());
+  if (SendWithFds(conn, reply, raw) && then) then(conn);
   ::close(conn);
 }
 
@@ -241,7 +190,7 @@ void ControlServer::StreamedBundle::Run(int conn) {
                                  written[c] = true;
                                  while (ready < n && written[ready]) ++ready;
                                  if (ready < n && ready - announced >= step) {
-                                   if (!SendAll(conn, fmt::format("{{\"ready\":{}}}\n", ready))) {
+                                   if (!SendWithFds(conn, fmt::format("{{\"ready\":{}}}\n", ready))) {
                                      return Status::IOError("the loader closed the connection");
                                    }
                                    announced = ready;
@@ -250,7 +199,7 @@ void ControlServer::StreamedBundle::Run(int conn) {
                                });
   const Json last = s.ok() ? Json{{"ready", n}, {"done", true}}
                            : Json{{"ok", false}, {"error", s.ToString()}, {"code", static_cast<int>(s.code())}};
-  SendAll(conn, last.dump() + "\n");
+  SendWithFds(conn, last.dump() + "\n");
 }
 
 std::string ControlServer::Handle(const std::string& request_line, std::vector<UniqueFd>* in,
