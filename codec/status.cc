@@ -32,7 +32,16 @@ Status Status::WithContext(std::string_view context) const {
   std::string m(context);
   m += ": ";
   m += msg_;
-  return Status(code_, m);
+  Status s(code_, m);
+  s.posix_code_ = posix_code_;
+  return s;
+}
+
+Status Status::WithPosixCode(int errno_value) const {
+  if (ok()) return *this;
+  Status s = *this;
+  s.posix_code_ = errno_value;
+  return s;
 }
 
 }  // namespace tpde

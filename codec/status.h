@@ -3,7 +3,13 @@
 // tpde APIs never throw across their boundary: each fallible call returns a
 // Status. An OK status carries no message; an error carries a code and a
 // one-line, human-readable message that names what failed (a path, a field,
-// a byte offset). Status is a small value type, cheap to copy and move.
+// a byte offset), and may carry a POSIX sub-code: the errno value (from
+// <cerrno>) a file system should answer, where the code alone does not say
+// it (ENOTEMPTY, ENOTDIR, EISDIR, ENAMETOOLONG are all kInvalidArgument).
+// The component that detects the condition sets it, under its own lock, so
+// callers never re-check the condition to choose an errno (which would race
+// with concurrent changes). Status is a small value type, cheap to copy and
+// move.
 // Thread-safety: a Status object is not shared; distinct objects are safe.
 #pragma once
 
@@ -56,6 +62,13 @@ class Status {
   bool IsAlreadyExists() const { return code_ == Code::kAlreadyExists; }
   Code code() const { return code_; }
   const std::string& message() const { return msg_; }
+  // The POSIX sub-code, or 0 when none was set (the code's usual errno
+  // applies: see fusefs/filesystem.cc, ToErrno).
+  int posix_code() const { return posix_code_; }
+
+  // Returns a copy carrying `errno_value` as its POSIX sub-code (no effect
+  // on OK).
+  Status WithPosixCode(int errno_value) const;
 
   // "OK", or "<code name>: <message>".
   std::string ToString() const;
@@ -67,6 +80,7 @@ class Status {
   Status(Code code, std::string_view msg) : code_(code), msg_(msg) {}
 
   Code code_ = Code::kOk;
+  int posix_code_ = 0;
   std::string msg_;
 };
 

@@ -23,7 +23,10 @@ int64_t NowNs() {
       .count();
 }
 
+// The one place a Status becomes an errno: the store's POSIX sub-code where
+// it set one (decided under its lock), else the code's usual errno.
 int ToErrno(const Status& s) {
+  if (s.posix_code() != 0) return s.posix_code();
   switch (s.code()) {
     case Status::Code::kOk: return 0;
     case Status::Code::kNotFound: return ENOENT;
@@ -372,24 +375,13 @@ int Filesystem::Mkdir(uint64_t parent, const std::string& name, uint32_t mode, u
 
 int Filesystem::Rmdir(uint64_t parent, const std::string& name) {
   if (name.size() > kNameMax) return ENAMETOOLONG;
-  Inode n;
-  Status s = store_->Lookup(parent, name, &n);
-  if (!s.ok()) return ToErrno(s);
-  if (n.type != InodeType::kDirectory) return ENOTDIR;
-  std::vector<DirEntry> children;
-  s = store_->ReadDir(n.ino, &children);
-  if (!s.ok()) return ToErrno(s);
-  if (!children.empty()) return ENOTEMPTY;
   return ToErrno(store_->RemoveDirectory(parent, name));
 }
 
 int Filesystem::Unlink(uint64_t parent, const std::string& name) {
   if (name.size() > kNameMax) return ENAMETOOLONG;
   Inode n;
-  Status s = store_->Lookup(parent, name, &n);
-  if (!s.ok()) return ToErrno(s);
-  if (n.type == InodeType::kDirectory) return EISDIR;
-  s = store_->Unlink(parent, name);
+  Status s = store_->Unlink(parent, name, &n);
   if (!s.ok()) return ToErrno(s);
   RequestGc();
   std::lock_guard<std::mutex> lock(mu_);
@@ -403,24 +395,12 @@ int Filesystem::Unlink(uint64_t parent, const std::string& name) {
 int Filesystem::Rename(uint64_t parent, const std::string& name, uint64_t new_parent, const std::string& new_name,
                        unsigned flags) {
   if (name.size() > kNameMax || new_name.size() > kNameMax) return ENAMETOOLONG;
-  Inode src, dst;
-  Status s = store_->Lookup(parent, name, &src);
+  Inode dst;  // the target replaced, if any
+  Status s = store_->Rename(parent, name, new_parent, new_name, flags, &dst);
   if (!s.ok()) return ToErrno(s);
-  Status d = store_->Lookup(new_parent, new_name, &dst);
-  const bool exchange = flags & Store::kRenameExchange;
-  if (d.ok() && !exchange) {
-    if (flags & Store::kRenameNoReplace) return EEXIST;
-    if (dst.type == InodeType::kDirectory && src.type != InodeType::kDirectory) return EISDIR;
-    if (dst.type != InodeType::kDirectory && src.type == InodeType::kDirectory) return ENOTDIR;
-    if (dst.type == InodeType::kDirectory) {
-      std::vector<DirEntry> children;
-      if (store_->ReadDir(dst.ino, &children).ok() && !children.empty()) return ENOTEMPTY;
-    }
-  }
-  s = store_->Rename(parent, name, new_parent, new_name, flags);
-  if (!s.ok()) return ToErrno(s);
-  if (d.ok() && !exchange) RequestGc();
-  if (d.ok() && !exchange && dst.type == InodeType::kFile && dst.nlink <= 1) {
+  if (dst.ino == 0) return 0;
+  RequestGc();
+  if (dst.type == InodeType::kFile && dst.nlink <= 1) {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = spooled_.find(dst.ino); it != spooled_.end()) {
       it->second->unlinked = true;
@@ -529,7 +509,7 @@ int Filesystem::OpenDraft(uint64_t ino, bool truncate, bool new_file, SpoolState
   // The committed content, materialised.
   Inode n;
   s = store_->GetInode(ino, &n);
-  if (s.ok() && n.type != InodeType::kFile) s = Status::InvalidArgument("not a file");
+  if (s.ok() && n.type != InodeType::kFile) s = Status::InvalidArgument("not a file").WithPosixCode(EISDIR);
   if (s.ok()) sp->mtime_ns = n.mtime_ns;
   int write_errno = 0;
   if (s.ok() && n.object != 0) {
@@ -557,7 +537,7 @@ int Filesystem::OpenDraft(uint64_t ino, bool truncate, bool new_file, SpoolState
     sp->draft.reset();
     spool_.RemoveDraft(ino, false);
     spdlog::warn("materialising inode {}: {}", ino, s.ToString());
-    return fail(s.IsInvalidArgument() ? EISDIR : write_errno != 0 ? write_errno : ToErrno(s));
+    return fail(write_errno != 0 && s.posix_code() == 0 ? write_errno : ToErrno(s));
   }
   return 0;
 }

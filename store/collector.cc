@@ -1,5 +1,5 @@
-// The collector: demoting keyframes to reverse deltas, releasing, freeing
-// and re-basing objects, and reclaiming their space (Store::CollectGarbage).
+// The collector (store/collector.h): demoting keyframes to reverse deltas,
+// re-basing the dependents of detached objects, and reclaiming their space.
 //
 // Chains run backwards in time, as in RCS and Git's packs, which keep the
 // newest revision whole (W. F. Tichy, "RCS — A System for Version Control",
@@ -8,48 +8,28 @@
 // Reading the newest version (resume) decodes keyframe chunks only, deleting
 // the oldest (checkpoint rotation) frees its payloads with no re-encoding,
 // and deleting a middle version re-bases its one older neighbour.
+#include "store/collector.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
 
-#include "store/coding.h"
 #include "store/object_writer.h"
+#include "store/rocks_status.h"
 #include "store/store_impl.h"
 
 namespace tpde {
 
-Status Store::Impl::ReleaseObject(rocksdb::WriteBatch* b, uint64_t object) {
-  bool has = false;
-  TPDE_RETURN_IF_ERROR(HasDependents(object, 0, &has));
-  if (has) {
-    b->Put(detached_cf, keys::U64(object), "");  // still a reference: keep until re-based
-    return Status::OK();
-  }
-  return FreeObject(b, object);
+Status Collector::Collect() {
+  std::lock_guard<std::mutex> lock(mu_);
+  TPDE_RETURN_IF_ERROR(DemotePending());
+  TPDE_RETURN_IF_ERROR(RebaseDetached());
+  return CompactFreed();
 }
 
-Status Store::Impl::FreeObject(rocksdb::WriteBatch* b, uint64_t object) {
-  std::shared_ptr<const Manifest> m;
-  TPDE_RETURN_IF_ERROR(GetManifest(object, &m));
-  b->Delete(objects_cf, keys::U64(object));
-  DropGeneration(b, m->lane, object, m->generation);
-  b->Delete(detached_cf, keys::U64(object));
-  b->Delete(pending_cf, keys::U64(object));
-  ForgetManifest(object);
-  if (m->reference == 0) return Status::OK();
-  b->Delete(deps_cf, keys::Dep(m->reference, object));
-  if (!IsDetached(m->reference)) return Status::OK();
-  bool has = false;
-  TPDE_RETURN_IF_ERROR(HasDependents(m->reference, object, &has));
-  return has ? Status::OK() : FreeObject(b, m->reference);
-}
-
-Status Store::Impl::CompactFreed() {
-  std::vector<FreedRange> ranges;
-  {
-    std::lock_guard<std::mutex> lock(commit_mu);
-    ranges.swap(freed_ranges);
-  }
+Status Collector::CompactFreed() {
+  Catalog& catalog = *store_->catalog;
+  std::vector<Catalog::FreedRange> ranges = catalog.TakeFreedRanges();
   // One compaction per lane over the span of its freed ranges: compaction
   // drops the deleted keys, which turns their blob files into garbage that
   // RocksDB deletes. RocksDB releases the replaced LSM version (and with it
@@ -67,21 +47,25 @@ Status Store::Impl::CompactFreed() {
     rocksdb::CompactRangeOptions co;
     co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
     rocksdb::Slice b(lo), e(hi);
-    Status s = FromRocks(db->CompactRange(co, lanes[lane], &b, &e), fmt::format("compacting chunk lane {}", lane));
+    Status s = FromRocks(store_->db->CompactRange(co, catalog.lanes()[lane], &b, &e),
+                         fmt::format("compacting chunk lane {}", lane));
     if (s.ok()) continue;
     if (first_error.ok()) first_error = s;
-    std::lock_guard<std::mutex> lock(commit_mu);
+    std::vector<Catalog::FreedRange> keep;
     for (const auto& r : ranges) {
-      if (r.lane == lane) freed_ranges.push_back(r);
+      if (r.lane == lane) keep.push_back(r);
     }
+    catalog.ReturnFreedRanges(std::move(keep));
   }
   return first_error;
 }
 
-Status Store::Impl::Rebase(uint64_t object, uint64_t old_reference, uint64_t new_reference, bool* swapped) {
+Status Collector::Rebase(uint64_t object, uint64_t old_reference, uint64_t new_reference, bool* swapped) {
+  Store::Impl& im = *store_;
+  Catalog& catalog = *im.catalog;
   *swapped = false;
   std::unique_ptr<FileReader> self;
-  TPDE_RETURN_IF_ERROR(OpenObjectReader(object, &self));
+  TPDE_RETURN_IF_ERROR(im.OpenObjectReader(object, &self));
   const uint32_t old_generation = self->manifest().generation;
   const uint8_t old_lane = self->manifest().lane;
   Manifest m = self->manifest();
@@ -90,9 +74,9 @@ Status Store::Impl::Rebase(uint64_t object, uint64_t old_reference, uint64_t new
   std::unique_ptr<FileReader> ref_reader;
   if (new_reference != 0) {
     std::shared_ptr<const Manifest> ref;
-    TPDE_RETURN_IF_ERROR(GetManifest(new_reference, &ref));
+    TPDE_RETURN_IF_ERROR(catalog.GetManifest(new_reference, &ref));
     if (MatchSegments(m.kind, m.file_bytes, &m.segments, *ref) > 0) {
-      TPDE_RETURN_IF_ERROR(OpenObjectReader(new_reference, &ref_reader));
+      TPDE_RETURN_IF_ERROR(im.OpenObjectReader(new_reference, &ref_reader));
       m.reference = new_reference;
     }
   }
@@ -101,19 +85,16 @@ Status Store::Impl::Rebase(uint64_t object, uint64_t old_reference, uint64_t new
   }
   // EncodeObject asks for whole chunks: decode them in parallel.
   const SourceFn source = [&](uint64_t offset, uint64_t size, uint8_t* dst) {
-    return self->ReadChunksParallel(offset, size, dst, background_pool.get());
+    return self->ReadChunksParallel(offset, size, dst, im.background_pool.get());
   };
   rocksdb::WriteBatch batch;
   const uint64_t expected_hash = m.file_hash;
   auto drop_staged = [&] {
     rocksdb::WriteBatch drop;
-    {
-      std::lock_guard<std::mutex> lock(commit_mu);
-      DropGeneration(&drop, m.lane, object, m.generation);
-    }
-    return Commit(&drop);
+    catalog.DropGeneration(&drop, m.lane, object, m.generation);
+    return im.Commit(&drop);
   };
-  Status es = EncodeObject(this, background_pool.get(), &m, ref_reader.get(), source, &batch);
+  Status es = EncodeObject(&im, im.background_pool.get(), &m, ref_reader.get(), source, &batch);
   if (!es.ok()) {
     drop_staged();  // best effort: Open deletes leftovers too
     return es;
@@ -123,36 +104,34 @@ Status Store::Impl::Rebase(uint64_t object, uint64_t old_reference, uint64_t new
     return Status::Corruption(fmt::format("object {}: content changed while re-basing", object));
   }
 
-  std::unique_lock<std::mutex> lock(commit_mu);
+  std::unique_lock<std::mutex> lock(im.commit_mu);
   std::shared_ptr<const Manifest> now;
-  Status s = GetManifest(object, &now);
+  Status s = catalog.GetManifest(object, &now);
   bool ref_live = true;
   if (m.reference != 0) {
     std::shared_ptr<const Manifest> r;
-    ref_live = GetManifest(m.reference, &r).ok();
+    ref_live = catalog.GetManifest(m.reference, &r).ok();
   }
   if (!s.ok() || now->generation != old_generation || now->reference != old_reference || !ref_live) {
     // Freed or re-based meanwhile, or the new reference is gone: drop what we staged.
     lock.unlock();
     return drop_staged();
   }
-  std::string encoded;
-  SerializeManifest(m, &encoded);
-  batch.Put(objects_cf, keys::U64(object), encoded);
-  DropGeneration(&batch, old_lane, object, old_generation);
-  if (old_reference != 0) batch.Delete(deps_cf, keys::Dep(old_reference, object));
-  if (m.reference != 0) batch.Put(deps_cf, keys::Dep(m.reference, object), "");
-  batch.Delete(pending_cf, keys::U64(object));  // a demotion, if queued, is done
-  TPDE_RETURN_IF_ERROR(Commit(&batch));
-  ForgetManifest(object);
+  catalog.PutManifest(&batch, m);
+  catalog.DropGeneration(&batch, old_lane, object, old_generation);
+  catalog.MoveReferenceEdge(&batch, object, old_reference, m.reference);
+  catalog.ClearDemotion(&batch, object);  // a demotion, if queued, is done
+  TPDE_RETURN_IF_ERROR(im.Commit(&batch));
+  catalog.ForgetManifest(object);
   *swapped = true;
   return Status::OK();
 }
 
 // ---- Reverse-delta chains ---------------------------------------------------
 
-Status Store::Impl::FindNeighbours(uint64_t parent, std::string_view name, uint64_t ino,
-                                   std::shared_ptr<const Manifest>* older, std::shared_ptr<const Manifest>* newer) {
+Status Collector::FindNeighbours(uint64_t parent, std::string_view name, uint64_t ino,
+                                 std::shared_ptr<const Manifest>* older, std::shared_ptr<const Manifest>* newer) {
+  const Namespace& ns = store_->ns;
   older->reset();
   newer->reset();
   if (parent == kRootInode) return Status::OK();
@@ -169,7 +148,7 @@ Status Store::Impl::FindNeighbours(uint64_t parent, std::string_view name, uint6
     if (!ns.Lookup(e.ino, name, &f).ok() || f.type != InodeType::kFile || f.object == 0) continue;
     if (f.ino < ino ? f.ino <= older_ino : f.ino >= newer_ino) continue;
     std::shared_ptr<const Manifest> m;
-    if (!GetManifest(f.object, &m).ok()) continue;
+    if (!store_->catalog->GetManifest(f.object, &m).ok()) continue;
     if (f.ino < ino) {
       older_ino = f.ino;
       *older = m;
@@ -181,110 +160,77 @@ Status Store::Impl::FindNeighbours(uint64_t parent, std::string_view name, uint6
   return Status::OK();
 }
 
-Status Store::Impl::ChainLength(uint64_t object, int* length) {
-  std::vector<std::shared_ptr<const Manifest>> chain;
-  TPDE_RETURN_IF_ERROR(GetChain(object, &chain));
-  *length = static_cast<int>(chain.size()) - 1;
-  return Status::OK();
-}
-
-Status Store::Impl::DepthBelow(uint64_t object, int* depth) {
-  *depth = 0;
-  std::vector<uint64_t> level = {object};
-  while (true) {
-    std::vector<uint64_t> next, dependents;
-    for (uint64_t o : level) {
-      TPDE_RETURN_IF_ERROR(Dependents(o, &dependents));
-      next.insert(next.end(), dependents.begin(), dependents.end());
-    }
-    if (next.empty()) return Status::OK();
-    if (++*depth > 64) return Status::Corruption(fmt::format("object {}: reference graph too deep", object));
-    level.swap(next);
-  }
-}
-
-Status Store::Impl::DemotePending() {
+Status Collector::DemotePending() {
+  Store::Impl& im = *store_;
+  Catalog& catalog = *im.catalog;
   std::vector<std::pair<uint64_t, uint64_t>> queue;  // (keyframe, successor)
-  {
-    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), pending_cf));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      if (it->key().size() != 8 || it->value().size() != 8) continue;
-      queue.emplace_back(GetBigEndian64(it->key().ToStringView()), GetBigEndian64(it->value().ToStringView()));
-    }
-    TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning pending demotions"));
-  }
+  TPDE_RETURN_IF_ERROR(catalog.PendingDemotions(&queue));
   for (const auto& [object, successor] : queue) {
     rocksdb::WriteBatch done;
-    done.Delete(pending_cf, keys::U64(object));
+    catalog.ClearDemotion(&done, object);
     // Demote only a keyframe onto a live successor it shares segments with
     // (otherwise the re-encode would produce the same keyframe), and only
     // while the longest chain through it stays within max_chain_depth deltas:
     // a run that keeps every checkpoint gets a keyframe every
-    // max_chain_depth + 1 versions.
+    // max_chain_depth + 1 versions (docs/architecture.md, "Depth bound").
     std::shared_ptr<const Manifest> m, next;
-    bool demote = GetManifest(object, &m).ok() && m->reference == 0 && GetManifest(successor, &next).ok() &&
-                  !IsDetached(successor);
+    bool demote = catalog.GetManifest(object, &m).ok() && m->reference == 0 &&
+                  catalog.GetManifest(successor, &next).ok() && !catalog.IsDetached(successor);
     if (demote) {
       std::vector<Segment> segments = m->segments;
       demote = MatchSegments(m->kind, m->file_bytes, &segments, *next) > 0;
     }
     if (demote) {
       int below = 0, above = 0;
-      TPDE_RETURN_IF_ERROR(DepthBelow(object, &below));
-      TPDE_RETURN_IF_ERROR(ChainLength(successor, &above));
-      demote = below + 1 + above <= options.max_chain_depth;
+      TPDE_RETURN_IF_ERROR(catalog.DepthBelow(object, &below));
+      TPDE_RETURN_IF_ERROR(catalog.ChainLength(successor, &above));
+      demote = below + 1 + above <= im.options.max_chain_depth;
     }
     if (!demote) {
-      TPDE_RETURN_IF_ERROR(Commit(&done, /*sync=*/false));
+      TPDE_RETURN_IF_ERROR(im.Commit(&done, /*sync=*/false));
       continue;
     }
     bool swapped = false;
     Status s = Rebase(object, 0, successor, &swapped);
     if (!s.ok()) return s.WithContext(fmt::format("demoting object {}", object));
-    if (!swapped) TPDE_RETURN_IF_ERROR(Commit(&done, /*sync=*/false));
+    if (!swapped) TPDE_RETURN_IF_ERROR(im.Commit(&done, /*sync=*/false));
   }
   return Status::OK();
 }
 
-Status Store::CollectGarbage() {
-  Impl& im = *impl_;
-  std::lock_guard<std::mutex> gc_lock(im.gc_mu);
-  TPDE_RETURN_IF_ERROR(im.DemotePending());
+Status Collector::RebaseDetached() {
+  Store::Impl& im = *store_;
+  Catalog& catalog = *im.catalog;
   std::vector<uint64_t> detached;
-  {
-    std::unique_ptr<rocksdb::Iterator> it(im.db->NewIterator(rocksdb::ReadOptions(), im.detached_cf));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) detached.push_back(GetBigEndian64(it->key().ToStringView()));
-    TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning detached objects"));
-  }
+  TPDE_RETURN_IF_ERROR(catalog.DetachedObjects(&detached));
   for (uint64_t x : detached) {
     std::shared_ptr<const Manifest> xm;
-    Status s = im.GetManifest(x, &xm);
+    Status s = catalog.GetManifest(x, &xm);
     if (s.IsNotFound()) continue;  // freed by a cascade
     TPDE_RETURN_IF_ERROR(s);
     // The nearest ancestor that is still live takes over as reference.
     uint64_t target = xm->reference;
-    while (target != 0 && im.IsDetached(target)) {
+    while (target != 0 && catalog.IsDetached(target)) {
       std::shared_ptr<const Manifest> tm;
-      TPDE_RETURN_IF_ERROR(im.GetManifest(target, &tm));
+      TPDE_RETURN_IF_ERROR(catalog.GetManifest(target, &tm));
       target = tm->reference;
     }
     std::vector<uint64_t> dependents;
-    TPDE_RETURN_IF_ERROR(im.Dependents(x, &dependents));
+    TPDE_RETURN_IF_ERROR(catalog.Dependents(x, &dependents));
     for (uint64_t d : dependents) {
       bool swapped = false;
-      TPDE_RETURN_IF_ERROR(
-          im.Rebase(d, x, target, &swapped).WithContext(fmt::format("re-basing object {}", d)));
+      TPDE_RETURN_IF_ERROR(Rebase(d, x, target, &swapped).WithContext(fmt::format("re-basing object {}", d)));
     }
     std::lock_guard<std::mutex> lock(im.commit_mu);
     bool has = false;
-    TPDE_RETURN_IF_ERROR(im.HasDependents(x, 0, &has));
-    if (!has && im.IsDetached(x)) {
+    TPDE_RETURN_IF_ERROR(catalog.HasDependents(x, 0, &has));
+    if (!has && catalog.IsDetached(x)) {
       rocksdb::WriteBatch b;
-      TPDE_RETURN_IF_ERROR(im.FreeObject(&b, x));
+      TPDE_RETURN_IF_ERROR(catalog.FreeObject(&b, x));
       TPDE_RETURN_IF_ERROR(im.Commit(&b));
     }
   }
-  return im.CompactFreed();
+  return Status::OK();
 }
 
 }  // namespace tpde

@@ -9,7 +9,9 @@
 
 #include "codec/safetensors.h"
 #include "store/coding.h"
+#include "store/keys.h"
 #include "store/object_writer.h"
+#include "store/rocks_status.h"
 #include "store/store_impl.h"
 
 namespace tpde {
@@ -106,7 +108,7 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
   TPDE_RETURN_IF_ERROR(EncodeObject(&im, im.ingest_pool.get(), &m, nullptr, source, &batch));
   auto drop_staged = [&] {
     rocksdb::WriteBatch drop;
-    im.DropGeneration(&drop, m.lane, m.object_id, m.generation);
+    im.catalog->DropGeneration(&drop, m.lane, m.object_id, m.generation);
     return im.Commit(&drop);
   };
 
@@ -121,16 +123,17 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
       }
       TPDE_RETURN_IF_ERROR(gs);
       if (f.type != InodeType::kFile) return Status::InvalidArgument("not a file");
-      if (f.object != 0) TPDE_RETURN_IF_ERROR(im.ReleaseObject(&batch, f.object));
+      if (f.object != 0) TPDE_RETURN_IF_ERROR(im.catalog->ReleaseObject(&batch, f.object));
     } else {
       Inode dir;
       TPDE_RETURN_IF_ERROR(im.ns.GetInode(target.parent, &dir));  // still there?
       Status ls = im.ns.Lookup(target.parent, target.name, &f);
       if (ls.ok()) {
         if (f.type != InodeType::kFile) {
-          return Status::InvalidArgument(fmt::format("'{}' exists and is not a file", target.name));
+          return Status::InvalidArgument(fmt::format("'{}' exists and is not a file", target.name))
+              .WithPosixCode(EISDIR);
         }
-        if (f.object != 0) TPDE_RETURN_IF_ERROR(im.ReleaseObject(&batch, f.object));
+        if (f.object != 0) TPDE_RETURN_IF_ERROR(im.catalog->ReleaseObject(&batch, f.object));
       } else if (ls.IsNotFound()) {
         f = Inode();
         f.ino = im.next_inode++;
@@ -151,22 +154,21 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
     // Chosen here, under the commit lock, so each version has one successor.
     std::shared_ptr<const Manifest> older, newer;
     if (!target.name.empty() && im.options.max_chain_depth > 0) {
-      TPDE_RETURN_IF_ERROR(im.FindNeighbours(target.parent, target.name, f.ino, &older, &newer));
+      TPDE_RETURN_IF_ERROR(im.collector->FindNeighbours(target.parent, target.name, f.ino, &older, &newer));
     }
     if (older && older->reference == 0) {
-      batch.Put(im.pending_cf, keys::U64(older->object_id), keys::U64(m.object_id));
+      im.catalog->QueueDemotion(&batch, older->object_id, m.object_id);
       result->predecessor = older->object_id;
       result->demotion_queued = true;
     }
     if (newer) {
-      batch.Put(im.pending_cf, keys::U64(m.object_id), keys::U64(newer->object_id));
+      im.catalog->QueueDemotion(&batch, m.object_id, newer->object_id);
       result->demotion_queued = true;
     }
     m.commit_seq = im.next_commit_seq++;
     batch.Put(im.default_cf, keys::kNextCommitSeq, keys::U64(im.next_commit_seq));
     std::string encoded;
-    SerializeManifest(m, &encoded);
-    batch.Put(im.objects_cf, keys::U64(m.object_id), encoded);
+    im.catalog->PutManifest(&batch, m, &encoded);
     f.size = m.file_bytes;
     f.object = m.object_id;
     f.mtime_ns = target.mtime_ns;

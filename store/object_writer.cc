@@ -6,6 +6,8 @@
 
 #include "codec/checksum.h"
 #include "codec/thread_pool.h"
+#include "store/keys.h"
+#include "store/rocks_status.h"
 
 namespace tpde {
 
@@ -56,15 +58,15 @@ Status EncodeObject(Store::Impl* impl, ThreadPool* thread_pool, Manifest* m, con
   const StoreOptions& opt = impl->options;
   ThreadPool& pool = *thread_pool;
   const bool staged = m->file_bytes > kStageThresholdBytes;
-  m->lane = staged ? impl->AcquireLane() : 0;
+  m->lane = staged ? impl->catalog->AcquireLane() : 0;
   struct LaneLease {
     Store::Impl* impl;
     uint8_t lane;
     ~LaneLease() {
-      if (lane != 0) impl->ReleaseLane(lane);
+      if (lane != 0) impl->catalog->ReleaseLane(lane);
     }
   } lease{impl, m->lane};
-  rocksdb::ColumnFamilyHandle* lane_cf = impl->lanes[m->lane];
+  rocksdb::ColumnFamilyHandle* lane_cf = impl->catalog->lanes()[m->lane];
 
   // The flat chunk index, in file order.
   m->chunks.assign(CountChunks(m->segments), ChunkRecord());

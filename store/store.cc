@@ -6,13 +6,16 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <set>
 
 #include "store/coding.h"
+#include "store/keys.h"
 #include "store/rocks_log.h"
+#include "store/rocks_status.h"
 #include "store/store_impl.h"
 
 namespace tpde {
@@ -27,11 +30,27 @@ int64_t NowNs() {
 }
 
 Status CheckName(std::string_view name) {
-  if (name.empty() || name == "." || name == ".." || name.size() > 255 ||
-      name.find('/') != std::string_view::npos || name.find('\0') != std::string_view::npos) {
+  if (name.size() > 255) {
+    return Status::InvalidArgument(fmt::format("file name of {} bytes (at most 255)", name.size()))
+        .WithPosixCode(ENAMETOOLONG);
+  }
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos ||
+      name.find('\0') != std::string_view::npos) {
     return Status::InvalidArgument(fmt::format("invalid file name '{}'", name));
   }
   return Status::OK();
+}
+
+Status NotADirectory(std::string_view what) {
+  return Status::InvalidArgument(fmt::format("'{}' is not a directory", what)).WithPosixCode(ENOTDIR);
+}
+
+Status IsADirectory(std::string_view what) {
+  return Status::InvalidArgument(fmt::format("'{}' is a directory", what)).WithPosixCode(EISDIR);
+}
+
+Status NotEmpty(std::string_view what) {
+  return Status::InvalidArgument(fmt::format("directory '{}' is not empty", what)).WithPosixCode(ENOTEMPTY);
 }
 
 // A chunk lane: payloads are already entropy-coded, so they live out of the
@@ -191,11 +210,14 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   raw->GetEnv()->LowerThreadPoolCPUPriority(rocksdb::Env::LOW);  // compactions yield to saves
   impl->default_cf = impl->handles[0];
   impl->ns = Namespace(raw, impl->handles[1], impl->handles[2]);
-  impl->objects_cf = impl->handles[3];
-  impl->deps_cf = impl->handles[4];
-  impl->detached_cf = impl->handles[5];
-  impl->pending_cf = impl->handles[6];
-  for (int i = 0; i < kChunkLanes; ++i) impl->lanes[i] = impl->handles[first_lane + i];
+  CatalogFamilies families;
+  families.objects = impl->handles[3];
+  families.deps = impl->handles[4];
+  families.detached = impl->handles[5];
+  families.pending = impl->handles[6];
+  for (int i = 0; i < kChunkLanes; ++i) families.lanes[i] = impl->handles[first_lane + i];
+  impl->catalog = std::make_unique<Catalog>(raw, families, &impl->commit_mu);
+  impl->collector = std::make_unique<Collector>(impl.get());
   impl->write_guard->MaybeRestoreReserve();
   impl->pool = std::make_unique<ThreadPool>(options.threads);
   impl->ingest_pool = std::make_unique<ThreadPool>(options.threads, options.ingest_nice);
@@ -227,161 +249,30 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
 
   // Counters come from the largest keys in use, so a crash between staging
   // and committing never hands out an id twice.
-  auto last_key = [&](rocksdb::ColumnFamilyHandle* cf) -> uint64_t {
-    std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(rocksdb::ReadOptions(), cf));
-    it->SeekToLast();
-    return it->Valid() && it->key().size() >= 8 ? GetBigEndian64(it->key().ToStringView()) : 0;
-  };
   impl->next_inode = std::max<uint64_t>(kRootInode + 1, impl->ns.LastInode() + 1);
-  uint64_t last_object = last_key(impl->objects_cf);
-  for (auto* lane : impl->lanes) last_object = std::max(last_object, last_key(lane));
-  impl->next_object = last_object + 1;
+  impl->next_object = impl->catalog->LastObject() + 1;
 
   // Delete chunk payloads staged by ingests or re-bases that never committed.
-  {
-    // Through a snapshot, so the manifests read here are not all cached.
-    const rocksdb::Snapshot* snap = raw->GetSnapshot();
-    rocksdb::ReadOptions ro;
-    ro.snapshot = snap;
-    rocksdb::WriteBatch b;
-    bool dirty = false;
-    for (int lane = 0; lane < kChunkLanes; ++lane) {
-      std::unique_ptr<rocksdb::Iterator> it(raw->NewIterator(ro, impl->lanes[lane]));
-      for (it->SeekToFirst(); it->Valid();) {
-        std::string_view k = it->key().ToStringView();
-        if (k.size() != 16) {
-          it->Next();
-          continue;
-        }
-        const uint64_t object = GetBigEndian64(k);
-        const uint32_t generation = static_cast<uint32_t>(GetBigEndian64(k.substr(8)) >> 32);
-        std::shared_ptr<const Manifest> m;
-        Status ms = impl->GetManifest(object, &m, snap);
-        if (!ms.ok() || m->generation != generation || m->lane != lane) {
-          impl->DropGeneration(&b, static_cast<uint8_t>(lane), object, generation);
-          dirty = true;
-        }
-        it->Seek(keys::ChunkPrefix(object, generation + 1));
-      }
-    }
-    raw->ReleaseSnapshot(snap);
-    if (dirty) TPDE_RETURN_IF_ERROR(impl->Commit(&b));
-  }
+  rocksdb::WriteBatch orphans;
+  int dropped = 0;
+  TPDE_RETURN_IF_ERROR(impl->catalog->DropOrphanGenerations(&orphans, &dropped));
+  if (dropped > 0) TPDE_RETURN_IF_ERROR(impl->Commit(&orphans));
   store->reset(new Store(std::move(impl)));
   return Status::OK();
 }
 
-// ---- Impl: reads ------------------------------------------------------------
-
-Status Store::Impl::GetManifest(uint64_t object, std::shared_ptr<const Manifest>* out,
-                                const rocksdb::Snapshot* snap) {
-  uint64_t epoch = 0;
-  if (snap == nullptr) {
-    std::lock_guard<std::mutex> lock(cache_mu);
-    auto it = manifest_cache.find(object);
-    if (it != manifest_cache.end()) {
-      *out = it->second;
-      return Status::OK();
-    }
-    epoch = cache_epoch;
-  }
-  rocksdb::ReadOptions ro;
-  ro.snapshot = snap;
-  std::string v;
-  rocksdb::Status s = db->Get(ro, objects_cf, keys::U64(object), &v);
-  if (s.IsNotFound()) return Status::NotFound(fmt::format("object {}", object));
-  TPDE_RETURN_IF_ERROR(FromRocks(s, "reading manifest"));
-  auto m = std::make_shared<Manifest>();
-  TPDE_RETURN_IF_ERROR(ParseManifest(v, m.get()).WithContext(fmt::format("object {}", object)));
-  if (m->object_id != object) return Status::Corruption(fmt::format("object {}: manifest names object {}", object, m->object_id));
-  if (snap == nullptr) {
-    std::lock_guard<std::mutex> lock(cache_mu);
-    if (cache_epoch == epoch) manifest_cache[object] = m;
-  }
-  *out = std::move(m);
-  return Status::OK();
-}
-
-void Store::Impl::ForgetManifest(uint64_t object) {
-  std::lock_guard<std::mutex> lock(cache_mu);
-  ++cache_epoch;
-  manifest_cache.erase(object);
-}
-
-Status Store::Impl::GetChain(uint64_t object, std::vector<std::shared_ptr<const Manifest>>* chain,
-                             const rocksdb::Snapshot* snap) {
-  chain->clear();
-  for (uint64_t o = object; o != 0;) {
-    if (chain->size() > 64) return Status::Corruption(fmt::format("object {}: reference chain too long", object));
-    std::shared_ptr<const Manifest> m;
-    TPDE_RETURN_IF_ERROR(GetManifest(o, &m, snap));
-    chain->push_back(m);
-    o = m->reference;
-  }
-  return Status::OK();
-}
+// ---- Impl --------------------------------------------------------------------
 
 Status Store::Impl::OpenObjectReader(uint64_t object, std::unique_ptr<FileReader>* reader) {
   const rocksdb::Snapshot* snap = db->GetSnapshot();
   std::vector<std::shared_ptr<const Manifest>> chain;
-  Status s = GetChain(object, &chain, snap);
+  Status s = catalog->GetChain(object, &chain, snap);
   if (!s.ok()) {
     db->ReleaseSnapshot(snap);
     return s;
   }
-  reader->reset(new FileReader(db.get(), &lanes, snap, std::move(chain), pool.get(), options.chain_decoder.get()));
+  reader->reset(new FileReader(db.get(), &catalog->lanes(), snap, std::move(chain), pool.get(), options.chain_decoder.get()));
   return Status::OK();
-}
-
-Status Store::Impl::Dependents(uint64_t object, std::vector<uint64_t>* out) {
-  out->clear();
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), deps_cf));
-  const std::string prefix = keys::U64(object);
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
-    out->push_back(GetBigEndian64(it->key().ToStringView().substr(8)));
-  }
-  return FromRocks(it->status(), "scanning references");
-}
-
-Status Store::Impl::HasDependents(uint64_t object, uint64_t except, bool* has) {
-  std::vector<uint64_t> dependents;
-  TPDE_RETURN_IF_ERROR(Dependents(object, &dependents));
-  *has = std::any_of(dependents.begin(), dependents.end(), [&](uint64_t d) { return d != except; });
-  return Status::OK();
-}
-
-bool Store::Impl::IsDetached(uint64_t object) {
-  std::string v;
-  return db->Get(rocksdb::ReadOptions(), detached_cf, keys::U64(object), &v).ok();
-}
-
-// ---- Impl: mutations --------------------------------------------------------
-
-uint8_t Store::Impl::AcquireLane() {
-  std::unique_lock<std::mutex> lock(lane_mu);
-  for (;;) {
-    for (uint8_t lane = 1; lane < kChunkLanes; ++lane) {
-      if (!(busy_lanes & (1u << lane))) {
-        busy_lanes |= 1u << lane;
-        return lane;
-      }
-    }
-    lane_cv.wait(lock);
-  }
-}
-
-void Store::Impl::ReleaseLane(uint8_t lane) {
-  {
-    std::lock_guard<std::mutex> lock(lane_mu);
-    busy_lanes &= ~(1u << lane);
-  }
-  lane_cv.notify_one();
-}
-
-void Store::Impl::DropGeneration(rocksdb::WriteBatch* b, uint8_t lane, uint64_t object, uint32_t generation) {
-  std::string begin = keys::ChunkPrefix(object, generation), end = keys::ChunkPrefix(object, generation + 1);
-  b->DeleteRange(lanes[lane], begin, end);
-  freed_ranges.push_back({lane, std::move(begin), std::move(end)});
 }
 
 Status Store::Impl::Commit(rocksdb::WriteBatch* b, bool sync) {
@@ -410,7 +301,7 @@ Status Store::Resolve(std::string_view path, Inode* out) {
     pos = end + 1;
     if (part.empty() || part == ".") continue;
     if (out->type != InodeType::kDirectory) {
-      return Status::NotFound(fmt::format("'{}': a path component is not a directory", path));
+      return Status::NotFound(fmt::format("'{}': a path component is not a directory", path)).WithPosixCode(ENOTDIR);
     }
     Status s = impl_->ns.Lookup(out->ino, part, out);
     if (s.IsNotFound()) return Status::NotFound(fmt::format("'{}' not found in the store", path));
@@ -426,7 +317,7 @@ Status Store::AddEntry(uint64_t parent, std::string_view name, Inode node, Inode
   std::lock_guard<std::mutex> lock(impl_->commit_mu);
   Inode p;
   TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(parent, &p));
-  if (p.type != InodeType::kDirectory) return Status::InvalidArgument("parent is not a directory");
+  if (p.type != InodeType::kDirectory) return NotADirectory(fmt::format("parent of {}", name));
   Inode existing;
   if (impl_->ns.Lookup(parent, name, &existing).ok()) {
     *out = existing;
@@ -469,7 +360,7 @@ Status Store::MakeDirectories(std::string_view path, Inode* out) {
     Inode next;
     Status s = MakeDirectory(out->ino, part, 0755, 0, 0, &next);
     if (!s.ok() && !s.IsAlreadyExists()) return s;
-    if (next.type != InodeType::kDirectory) return Status::InvalidArgument(fmt::format("'{}' is not a directory", part));
+    if (next.type != InodeType::kDirectory) return NotADirectory(part);
     *out = next;
   }
   return Status::OK();
@@ -487,11 +378,12 @@ Status Store::Symlink(uint64_t parent, std::string_view name, std::string_view t
   return AddEntry(parent, name, n, out);
 }
 
-Status Store::Unlink(uint64_t parent, std::string_view name) {
+Status Store::Unlink(uint64_t parent, std::string_view name, Inode* removed) {
   std::lock_guard<std::mutex> lock(impl_->commit_mu);
   Inode n;
   TPDE_RETURN_IF_ERROR(impl_->ns.Lookup(parent, name, &n));
-  if (n.type == InodeType::kDirectory) return Status::InvalidArgument(fmt::format("'{}' is a directory", name));
+  if (n.type == InodeType::kDirectory) return IsADirectory(name);
+  if (removed != nullptr) *removed = n;
   rocksdb::WriteBatch b;
   impl_->ns.DeleteDirent(&b, parent, name);
   if (n.nlink > 1) {
@@ -499,7 +391,7 @@ Status Store::Unlink(uint64_t parent, std::string_view name) {
     impl_->ns.PutInode(&b, n);
   } else {
     impl_->ns.DeleteInode(&b, n.ino);
-    if (n.object != 0) TPDE_RETURN_IF_ERROR(impl_->ReleaseObject(&b, n.object));
+    if (n.object != 0) TPDE_RETURN_IF_ERROR(impl_->catalog->ReleaseObject(&b, n.object));
   }
   // Synced when content is freed or detached; a plain name removal is not.
   return impl_->Commit(&b, /*sync=*/n.nlink <= 1 && n.object != 0);
@@ -509,10 +401,10 @@ Status Store::RemoveDirectory(uint64_t parent, std::string_view name) {
   std::lock_guard<std::mutex> lock(impl_->commit_mu);
   Inode n;
   TPDE_RETURN_IF_ERROR(impl_->ns.Lookup(parent, name, &n));
-  if (n.type != InodeType::kDirectory) return Status::InvalidArgument(fmt::format("'{}' is not a directory", name));
+  if (n.type != InodeType::kDirectory) return NotADirectory(name);
   std::vector<DirEntry> entries;
   TPDE_RETURN_IF_ERROR(ReadDir(n.ino, &entries));
-  if (!entries.empty()) return Status::InvalidArgument(fmt::format("directory '{}' is not empty", name));
+  if (!entries.empty()) return NotEmpty(name);
   rocksdb::WriteBatch b;
   impl_->ns.DeleteDirent(&b, parent, name);
   impl_->ns.DeleteInode(&b, n.ino);
@@ -572,14 +464,15 @@ Status Store::CreateFile(uint64_t parent, std::string_view name, uint32_t mode, 
 }
 
 Status Store::Rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
-                     unsigned flags) {
+                     unsigned flags, Inode* replaced) {
+  if (replaced != nullptr) *replaced = Inode();
   TPDE_RETURN_IF_ERROR(CheckName(new_name));
   if ((flags & kRenameNoReplace) && (flags & kRenameExchange)) return Status::InvalidArgument("bad rename flags");
   std::lock_guard<std::mutex> lock(impl_->commit_mu);
   Inode src, dst_dir;
   TPDE_RETURN_IF_ERROR(impl_->ns.Lookup(parent, name, &src));
   TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(new_parent, &dst_dir));
-  if (dst_dir.type != InodeType::kDirectory) return Status::InvalidArgument("target parent is not a directory");
+  if (dst_dir.type != InodeType::kDirectory) return NotADirectory(fmt::format("parent of {}", new_name));
   if (src.type == InodeType::kDirectory) {
     // A directory must not move into itself or a descendant.
     for (uint64_t d = new_parent;; ) {
@@ -609,19 +502,19 @@ Status Store::Rename(uint64_t parent, std::string_view name, uint64_t new_parent
     impl_->ns.DeleteDirent(&b, parent, name);
     if (exists) {
       if (dst.type == InodeType::kDirectory) {
-        if (src.type != InodeType::kDirectory) return Status::InvalidArgument("target is a directory");
+        if (src.type != InodeType::kDirectory) return IsADirectory(new_name);
         std::vector<DirEntry> children;
         TPDE_RETURN_IF_ERROR(ReadDir(dst.ino, &children));
-        if (!children.empty()) return Status::InvalidArgument("target directory is not empty");
+        if (!children.empty()) return NotEmpty(new_name);
         impl_->ns.DeleteInode(&b, dst.ino);
       } else {
-        if (src.type == InodeType::kDirectory) return Status::InvalidArgument("target is not a directory");
+        if (src.type == InodeType::kDirectory) return NotADirectory(new_name);
         if (dst.nlink > 1) {
           --dst.nlink;
           impl_->ns.PutInode(&b, dst);
         } else {
           impl_->ns.DeleteInode(&b, dst.ino);
-          if (dst.object != 0) TPDE_RETURN_IF_ERROR(impl_->ReleaseObject(&b, dst.object));
+          if (dst.object != 0) TPDE_RETURN_IF_ERROR(impl_->catalog->ReleaseObject(&b, dst.object));
         }
       }
     }
@@ -630,7 +523,9 @@ Status Store::Rename(uint64_t parent, std::string_view name, uint64_t new_parent
   src.parent = new_parent;
   src.ctime_ns = now;
   impl_->ns.PutInode(&b, src);
-  return impl_->Commit(&b, /*sync=*/false);
+  TPDE_RETURN_IF_ERROR(impl_->Commit(&b, /*sync=*/false));
+  if (replaced != nullptr && exists && !(flags & kRenameExchange)) *replaced = dst;
+  return Status::OK();
 }
 
 Status Store::SyncLog() {
@@ -655,10 +550,14 @@ Status Store::CountInodes(uint64_t* count) {
   });
 }
 
+Status Store::CollectGarbage() { return impl_->collector->Collect(); }
+
 Status Store::OpenReader(uint64_t ino, std::unique_ptr<FileReader>* reader) {
   Inode n;
   TPDE_RETURN_IF_ERROR(impl_->ns.GetInode(ino, &n));
-  if (n.type != InodeType::kFile) return Status::InvalidArgument(fmt::format("inode {} is not a file", ino));
+  if (n.type != InodeType::kFile) {
+    return Status::InvalidArgument(fmt::format("inode {} is not a file", ino)).WithPosixCode(EISDIR);
+  }
   if (n.object == 0) return Status::NotFound(fmt::format("inode {} has no content", ino));
   return impl_->OpenObjectReader(n.object, reader);
 }
@@ -671,7 +570,7 @@ Status Store::Impl::FillFileStats(const Inode& n, FileStats* f, const rocksdb::S
   f->file_bytes = n.size;
   if (n.object == 0) return Status::OK();
   std::vector<std::shared_ptr<const Manifest>> chain;
-  TPDE_RETURN_IF_ERROR(GetChain(n.object, &chain, snap));
+  TPDE_RETURN_IF_ERROR(catalog->GetChain(n.object, &chain, snap));
   const Manifest& m = *chain[0];
   f->reference = m.reference;
   f->kind = m.kind;
@@ -769,28 +668,15 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
 
   // Stored bytes count every object once, detached ones included, but only
   // for the whole store; a sub-path counts its files' own objects.
+  CatalogTotals totals;
+  TPDE_RETURN_IF_ERROR(impl_->catalog->Totals(ro.snapshot, &totals));
+  out->pending_demotions = totals.pending_demotions;
   if (top.ino == kRootInode) {
-    std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->objects_cf));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      Manifest m;
-      TPDE_RETURN_IF_ERROR(ParseManifest(it->value().ToStringView(), &m));
-      out->stored_bytes += m.payload_bytes() + it->value().size();
-    }
-    TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning objects"));
-    std::unique_ptr<rocksdb::Iterator> d(impl_->db->NewIterator(ro, impl_->detached_cf));
-    for (d->SeekToFirst(); d->Valid(); d->Next()) {
-      std::shared_ptr<const Manifest> m;
-      if (impl_->GetManifest(GetBigEndian64(d->key().ToStringView()), &m, ro.snapshot).ok()) {
-        ++out->detached_objects;
-        out->detached_bytes += m->payload_bytes();
-      }
-    }
+    out->stored_bytes = totals.stored_bytes;
+    out->detached_objects = totals.detached_objects;
+    out->detached_bytes = totals.detached_bytes;
   } else {
     for (const auto& f : out->per_file) out->stored_bytes += f.stored_bytes;
-  }
-  {
-    std::unique_ptr<rocksdb::Iterator> p(impl_->db->NewIterator(ro, impl_->pending_cf));
-    for (p->SeekToFirst(); p->Valid(); p->Next()) ++out->pending_demotions;
   }
   for (auto* cf : impl_->handles) {
     uint64_t v = 0;
@@ -805,7 +691,7 @@ Status Store::Verify(VerifyReport* report, const std::function<bool(uint64_t ino
   // The collector waits meanwhile. Ingests and deletions go on, so a pass can
   // see an inode and then find its object replaced: an error is reported only
   // if a second pass finds it too (damage persists, races do not).
-  std::lock_guard<std::mutex> gc_lock(impl_->gc_mu);
+  auto paused = impl_->collector->Pause();
   TPDE_RETURN_IF_ERROR(VerifyPass(report, is_spooled));
   if (report->errors.empty()) return Status::OK();
   VerifyReport again;
@@ -835,7 +721,7 @@ Status Store::VerifyPass(VerifyReport* report, const std::function<bool(uint64_t
     }
     named.insert(n.object);
     std::shared_ptr<const Manifest> m;
-    if (Status s = im.GetManifest(n.object, &m); !s.ok()) {
+    if (Status s = im.catalog->GetManifest(n.object, &m); !s.ok()) {
       report->errors.push_back(fmt::format("inode {}: {}", n.ino, s.ToString()));
     } else if (m->file_bytes != n.size) {
       report->errors.push_back(fmt::format("inode {}: size {} but object {} holds {} bytes", n.ino, n.size,
@@ -843,9 +729,7 @@ Status Store::VerifyPass(VerifyReport* report, const std::function<bool(uint64_t
     }
     return true;
   }));
-  std::unique_ptr<rocksdb::Iterator> it(im.db->NewIterator(rocksdb::ReadOptions(), im.objects_cf));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    const uint64_t object = GetBigEndian64(it->key().ToStringView());
+  return im.catalog->ForEachObject([&](uint64_t object) {
     ++report->objects;
     std::unique_ptr<FileReader> reader;
     Status s = im.OpenObjectReader(object, &reader);
@@ -857,18 +741,15 @@ Status Store::VerifyPass(VerifyReport* report, const std::function<bool(uint64_t
       });
     }
     if (!s.ok()) report->errors.push_back(fmt::format("object {}: {}", object, s.ToString()));
-    if (!named.count(object) && !im.IsDetached(object)) {
+    if (!named.count(object) && !im.catalog->IsDetached(object)) {
       report->errors.push_back(fmt::format("object {} is neither named by an inode nor detached", object));
     }
-    if (reader && reader->manifest().reference != 0) {
-      std::string v;
-      if (!im.db->Get(rocksdb::ReadOptions(), im.deps_cf, keys::Dep(reader->manifest().reference, object), &v).ok()) {
-        report->errors.push_back(fmt::format("object {}: reference edge from {} missing", object,
-                                             reader->manifest().reference));
-      }
+    const uint64_t reference = reader ? reader->manifest().reference : 0;
+    if (reference != 0 && !im.catalog->HasReferenceEdge(reference, object)) {
+      report->errors.push_back(fmt::format("object {}: reference edge from {} missing", object, reference));
     }
-  }
-  return FromRocks(it->status(), "scanning objects");
+    return true;
+  });
 }
 
 }  // namespace tpde

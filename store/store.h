@@ -153,6 +153,9 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   // ---- Namespace ----
+  // Errors are decided here, under the commit lock, and carry the POSIX
+  // sub-code (Status::posix_code) where the code alone does not name the
+  // errno: ENOTDIR, EISDIR, ENOTEMPTY, ENAMETOOLONG.
   Status GetInode(uint64_t ino, Inode* out);
   Status Lookup(uint64_t parent, std::string_view name, Inode* out);
   // Resolves a '/'-separated path relative to the root ("" or "/" = root).
@@ -166,8 +169,9 @@ class Store {
   Status MakeDirectories(std::string_view path, Inode* out);
   Status Symlink(uint64_t parent, std::string_view name, std::string_view target, uint32_t uid, uint32_t gid,
                  Inode* out);
-  // Removes a file or symlink; the content is freed or detached.
-  Status Unlink(uint64_t parent, std::string_view name);
+  // Removes a file or symlink; the content is freed or detached. *removed
+  // (if given) gets the inode as it was just before.
+  Status Unlink(uint64_t parent, std::string_view name, Inode* removed = nullptr);
   // Removes an empty directory.
   Status RemoveDirectory(uint64_t parent, std::string_view name);
   // Removes a path recursively (rm -rf).
@@ -179,8 +183,10 @@ class Store {
   // (swap two existing entries). One atomic commit.
   static constexpr unsigned kRenameNoReplace = 1;  // RENAME_NOREPLACE
   static constexpr unsigned kRenameExchange = 2;   // RENAME_EXCHANGE
+  // *replaced (if given) gets the target it replaced (ino 0: none, or an
+  // exchange).
   Status Rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
-                unsigned flags);
+                unsigned flags, Inode* replaced = nullptr);
   // Changes attributes of an inode; each member left empty is unchanged.
   struct AttrChanges {
     std::optional<uint32_t> mode;

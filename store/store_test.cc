@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <rocksdb/db.h>
 
+#include <cerrno>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -419,6 +420,45 @@ TEST_F(StoreTest, CreateIngestInodeAndRenameBehaveLikeAFileSystem) {
   ASSERT_TRUE(store_->Unlink(dir.ino, "b2").ok());
   EXPECT_TRUE(store_->IngestInode(a.ino, (dir_.path() / "spool-a").string(), 1, &r).IsNotFound());
   ExpectVerifies();
+}
+
+TEST_F(StoreTest, NamespaceErrorsCarryTheirErrno) {
+  // Decided by the store under its commit lock, so a file system never
+  // re-checks the condition (racily) to pick the errno.
+  Inode dir, sub, file, got;
+  ASSERT_TRUE(store_->MakeDirectories("d/sub", &sub).ok());
+  ASSERT_TRUE(store_->Resolve("d", &dir).ok());
+  ASSERT_TRUE(store_->CreateFile(dir.ino, "f", 0644, 0, 0, &file).ok());
+  Inode empty;
+  ASSERT_TRUE(store_->MakeDirectory(dir.ino, "empty", 0755, 0, 0, &empty).ok());
+
+  EXPECT_EQ(store_->RemoveDirectory(kRootInode, "d").posix_code(), ENOTEMPTY);
+  EXPECT_EQ(store_->RemoveDirectory(dir.ino, "f").posix_code(), ENOTDIR);
+  EXPECT_EQ(store_->Unlink(dir.ino, "sub").posix_code(), EISDIR);
+  EXPECT_EQ(store_->Rename(dir.ino, "f", dir.ino, "sub", 0).posix_code(), EISDIR);
+  EXPECT_EQ(store_->Rename(dir.ino, "empty", dir.ino, "f", 0).posix_code(), ENOTDIR);
+  Inode inner;
+  ASSERT_TRUE(store_->CreateFile(sub.ino, "x", 0644, 0, 0, &inner).ok());
+  EXPECT_EQ(store_->Rename(dir.ino, "empty", dir.ino, "sub", 0).posix_code(), ENOTEMPTY);
+  EXPECT_EQ(store_->CreateFile(file.ino, "y", 0644, 0, 0, &got).posix_code(), ENOTDIR);
+  EXPECT_EQ(store_->CreateFile(dir.ino, std::string(256, 'n'), 0644, 0, 0, &got).posix_code(), ENAMETOOLONG);
+  EXPECT_EQ(store_->CreateFile(dir.ino, std::string(255, 'n'), 0644, 0, 0, &got).posix_code(), 0);
+  // Errors without a sub-code keep 0: the code's usual errno applies.
+  EXPECT_EQ(store_->Rename(dir.ino, "missing", dir.ino, "z", 0).posix_code(), 0);
+  // The sub-code survives added context.
+  EXPECT_EQ(store_->Unlink(dir.ino, "sub").WithContext("rm").posix_code(), EISDIR);
+
+  // What the call removed or replaced, read under the same lock.
+  Inode removed;
+  ASSERT_TRUE(store_->Unlink(dir.ino, "f", &removed).ok());
+  EXPECT_EQ(removed.ino, file.ino);
+  Inode a, b, replaced;
+  ASSERT_TRUE(store_->CreateFile(dir.ino, "a", 0644, 0, 0, &a).ok());
+  ASSERT_TRUE(store_->CreateFile(dir.ino, "b", 0644, 0, 0, &b).ok());
+  ASSERT_TRUE(store_->Rename(dir.ino, "a", dir.ino, "b", 0, &replaced).ok());
+  EXPECT_EQ(replaced.ino, b.ino);
+  ASSERT_TRUE(store_->Rename(dir.ino, "b", dir.ino, "c", 0, &replaced).ok());
+  EXPECT_EQ(replaced.ino, 0u);
 }
 
 // Opens the store's RocksDB directly, for tests that tamper with it.
