@@ -1,7 +1,7 @@
 // GPU chain reconstruction benchmark (db_bench style: one tool, named
 // benchmarks, one line of results each).
 //
-//   build/bench/gpu_chain_bench [--gb 1] [--depths 1,4,8] [--threads 0] [--only apply|e2e]
+//   build/bench/gpu_chain_bench [--gb 1] [--depths 1,4,8] [--threads 0] [--only apply|e2e|hash]
 //
 // apply: the apply stage alone (kernels/chain_apply.h) on device-resident
 //   staged streams, every delta dense (the most bytes per output byte):
@@ -14,6 +14,10 @@
 //   moves a little each step, as fp32 master weights do): payloads in host
 //   memory to chunks in host memory, checked, through the GPU decoder vs
 //   the CPU decoder on all cores.
+// hash: the content check of chunks decoded into device memory: XXH3-64 of
+//   every 1 MiB chunk of the checkpoint on the GPU (kernels/content_hash.h,
+//   one warp per chunk) vs the host's XXH3 on all cores, and the
+//   device-to-host copy the GPU hash replaces.
 #include <cuda_runtime.h>
 
 #include <CLI/CLI.hpp>
@@ -29,7 +33,9 @@
 
 #include "codec/chain_decoder.h"
 #include "codec/thread_pool.h"
+#include "codec/checksum.h"
 #include "kernels/chain_apply.h"
+#include "kernels/content_hash.h"
 #include "kernels/gpu_chain_decoder.h"
 
 namespace tpde {
@@ -221,6 +227,71 @@ std::vector<int> ParseList(const std::string& s) {
   return v;
 }
 
+void BenchHash(double gb, ThreadPool* pool) {
+  const uint64_t chunk = 1ull << 20;
+  const uint32_t n = static_cast<uint32_t>(gb * (1ull << 30) / chunk);
+  const uint64_t bytes = uint64_t{n} * chunk;
+  std::vector<uint8_t> host(bytes);
+  std::mt19937_64 rng(1);
+  for (uint64_t i = 0; i < bytes; i += 8) {
+    const uint64_t v = rng();
+    std::memcpy(&host[i], &v, 8);
+  }
+  uint8_t* data_dev;
+  const uint8_t** ptrs_dev;
+  uint64_t *bytes_dev, *hash_dev;
+  CHECK_CUDA(cudaMalloc(&data_dev, bytes));
+  CHECK_CUDA(cudaMalloc(&ptrs_dev, n * sizeof(uint8_t*)));
+  CHECK_CUDA(cudaMalloc(&bytes_dev, n * sizeof(uint64_t)));
+  CHECK_CUDA(cudaMalloc(&hash_dev, n * sizeof(uint64_t)));
+  std::vector<const uint8_t*> ptrs(n);
+  std::vector<uint64_t> sizes(n, chunk);
+  for (uint32_t i = 0; i < n; ++i) ptrs[i] = data_dev + uint64_t{i} * chunk;
+  CHECK_CUDA(cudaMemcpy(data_dev, host.data(), bytes, cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(ptrs_dev, ptrs.data(), n * sizeof(uint8_t*), cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(bytes_dev, sizes.data(), n * sizeof(uint64_t), cudaMemcpyHostToDevice));
+  cudaEvent_t t0, t1;
+  cudaEventCreate(&t0);
+  cudaEventCreate(&t1);
+  CHECK_CUDA(gpu::ContentHashBatch(n, ptrs_dev, bytes_dev, hash_dev, nullptr));  // warm up
+  CHECK_CUDA(cudaDeviceSynchronize());
+  float best_ms = 1e30f;
+  for (int r = 0; r < 5; ++r) {
+    cudaEventRecord(t0);
+    CHECK_CUDA(gpu::ContentHashBatch(n, ptrs_dev, bytes_dev, hash_dev, nullptr));
+    cudaEventRecord(t1);
+    CHECK_CUDA(cudaEventSynchronize(t1));
+    float ms = 0;
+    cudaEventElapsedTime(&ms, t0, t1);
+    best_ms = std::min(best_ms, ms);
+  }
+  std::vector<uint64_t> gpu_hash(n), cpu_hash(n);
+  CHECK_CUDA(cudaMemcpy(gpu_hash.data(), hash_dev, n * sizeof(uint64_t), cudaMemcpyDeviceToHost));
+  double best_cpu = 1e30;
+  for (int r = 0; r < 3; ++r) {
+    const auto c0 = Clock::now();
+    pool->ParallelFor(n, [&](size_t i) { cpu_hash[i] = Checksum(host.data() + i * chunk, chunk); });
+    best_cpu = std::min(best_cpu, std::chrono::duration<double>(Clock::now() - c0).count());
+  }
+  // What the GPU hash replaces: the chunks' copy back to (pinned) host memory.
+  uint8_t* pinned;
+  CHECK_CUDA(cudaMallocHost(&pinned, bytes));
+  const auto d0 = Clock::now();
+  CHECK_CUDA(cudaMemcpy(pinned, data_dev, bytes, cudaMemcpyDeviceToHost));
+  const double d2h = std::chrono::duration<double>(Clock::now() - d0).count();
+  const bool same = gpu_hash == cpu_hash;
+  std::printf("hash %.2f GiB in %u chunks of 1 MiB: GPU XXH3 %.1f GB/s (%.2f ms); host XXH3 on %zu threads %.1f GB/s; "
+              "device-to-host copy it replaces %.1f GB/s; hashes %s\n",
+              bytes / double(1ull << 30), n, bytes / (best_ms * 1e-3) / 1e9, best_ms, pool->size(),
+              bytes / best_cpu / 1e9, bytes / d2h / 1e9, same ? "identical" : "DIFFER");
+  cudaFreeHost(pinned);
+  cudaFree(data_dev);
+  cudaFree(ptrs_dev);
+  cudaFree(bytes_dev);
+  cudaFree(hash_dev);
+  if (!same) std::exit(1);
+}
+
 }  // namespace
 }  // namespace tpde
 
@@ -234,7 +305,7 @@ int main(int argc, char** argv) {
   app.add_option("--apply-gb", apply_gb, "checkpoint size in GiB for the apply stage (default: --gb)");
   app.add_option("--depths", depths, "deltas per chain, comma separated");
   app.add_option("--threads", threads, "CPU threads (0: all cores)");
-  app.add_option("--only", only, "apply or e2e");
+  app.add_option("--only", only, "apply, e2e or hash");
   CLI11_PARSE(app, argc, argv);
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
@@ -252,5 +323,6 @@ int main(int argc, char** argv) {
     tpde::BenchApply(apply_gb > 0 ? apply_gb : gb, list, copy);
   }
   if (only.empty() || only == "e2e") tpde::BenchEndToEnd(gb, list, &pool);
+  if (only.empty() || only == "hash") tpde::BenchHash(gb, &pool);
   return 0;
 }

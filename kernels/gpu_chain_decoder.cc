@@ -16,6 +16,7 @@
 #include "codec/checksum.h"
 #include "codec/thread_pool.h"
 #include "kernels/chain_apply.h"
+#include "kernels/content_hash.h"
 
 namespace tpde {
 
@@ -42,6 +43,12 @@ struct Slot {
   uint8_t* out_dev = nullptr;
   uint32_t* status_host = nullptr;  // pinned
   uint32_t* status_dev = nullptr;
+  // Device output: each job's content hash, computed on the GPU
+  // (kernels/content_hash.h) over the job's output in out_dev.
+  const uint8_t** hash_in_host = nullptr;  // pinned: max_jobs output pointers, then max_jobs byte counts
+  const uint8_t** hash_in_dev = nullptr;
+  uint64_t* hash_host = nullptr;  // pinned
+  uint64_t* hash_dev = nullptr;
   size_t max_jobs = 0;
   // The batch in flight.
   std::vector<Planned> planned;
@@ -101,13 +108,19 @@ struct GpuChainDecoder::Impl {
       cudaFreeHost(s.in_host);
       cudaFreeHost(s.out_host);
       cudaFreeHost(s.status_host);
+      cudaFreeHost(s.hash_in_host);
+      cudaFreeHost(s.hash_host);
       cudaFree(s.in_dev);
       cudaFree(s.out_dev);
       cudaFree(s.status_dev);
+      cudaFree(s.hash_in_dev);
+      cudaFree(s.hash_dev);
       if (s.done != nullptr) cudaEventDestroy(s.done);
       if (s.stream != nullptr) cudaStreamDestroy(s.stream);
       s.in_host = s.in_dev = s.out_host = s.out_dev = nullptr;
       s.status_host = s.status_dev = nullptr;
+      s.hash_in_host = s.hash_in_dev = nullptr;
+      s.hash_host = s.hash_dev = nullptr;
       s.done = nullptr;
       s.stream = nullptr;
     }
@@ -162,6 +175,10 @@ struct GpuChainDecoder::Impl {
       if (err == cudaSuccess) err = cudaMalloc(&s.out_dev, options.batch_bytes);
       if (err == cudaSuccess) err = cudaMallocHost(&s.status_host, s.max_jobs * sizeof(uint32_t));
       if (err == cudaSuccess) err = cudaMalloc(&s.status_dev, s.max_jobs * sizeof(uint32_t));
+      if (err == cudaSuccess) err = cudaMallocHost(&s.hash_in_host, s.max_jobs * 16);
+      if (err == cudaSuccess) err = cudaMalloc(&s.hash_in_dev, s.max_jobs * 16);
+      if (err == cudaSuccess) err = cudaMallocHost(&s.hash_host, s.max_jobs * sizeof(uint64_t));
+      if (err == cudaSuccess) err = cudaMalloc(&s.hash_dev, s.max_jobs * sizeof(uint64_t));
       if (err != cudaSuccess) {
         FreeBuffers();  // nothing half-allocated stays pinned or on the device
         return Status::IOError(fmt::format("GPU buffers ({} MiB pinned, {} MiB on the device): {}",
@@ -238,6 +255,8 @@ struct GpuChainDecoder::Impl {
         links.push_back(d);
       }
       s.planned.push_back({batch[j], static_cast<uint32_t>(j), out_offset, last.content_bytes()});
+      s.hash_in_host[j] = job.out_dev;
+      reinterpret_cast<uint64_t*>(s.hash_in_host + s.max_jobs)[j] = last.content_bytes();
       out_offset += RoundUp(last.content_bytes());
     }
     // The link descriptors follow the streams (their count varies).
@@ -307,16 +326,34 @@ struct GpuChainDecoder::Impl {
                                  reinterpret_cast<const gpu::LinkDesc*>(s.in_dev + s.links_offset), s.in_dev, max_elems,
                                  s.status_dev, s.stream);
     }
-    // Device output: each chunk to its caller's buffer (device to device),
-    // and the batch to the host all the same, for the content check.
-    for (size_t i = 0; out_dev != nullptr && err == cudaSuccess && i < s.planned.size(); ++i) {
-      const Planned& p = s.planned[i];
-      if (p.out_bytes > 0) {
-        err = cudaMemcpyAsync(out_dev[p.request], s.out_dev + p.out_offset, p.out_bytes, cudaMemcpyDeviceToDevice,
+    if (out_dev != nullptr) {
+      // Device output: each chunk's content hash on the GPU (only the
+      // hashes come back), and each chunk to its caller's buffer.
+      const uint64_t* bytes_dev = reinterpret_cast<const uint64_t*>(s.hash_in_dev + s.max_jobs);
+      if (err == cudaSuccess) {
+        err = cudaMemcpyAsync(s.hash_in_dev, s.hash_in_host, num_jobs * sizeof(uint8_t*), cudaMemcpyHostToDevice,
                               s.stream);
       }
+      if (err == cudaSuccess) {
+        err = cudaMemcpyAsync(const_cast<uint64_t*>(bytes_dev), s.hash_in_host + s.max_jobs,
+                              num_jobs * sizeof(uint64_t), cudaMemcpyHostToDevice, s.stream);
+      }
+      if (err == cudaSuccess) {
+        err = gpu::ContentHashBatch(num_jobs, s.hash_in_dev, bytes_dev, s.hash_dev, s.stream);
+      }
+      if (err == cudaSuccess) {
+        err = cudaMemcpyAsync(s.hash_host, s.hash_dev, num_jobs * sizeof(uint64_t), cudaMemcpyDeviceToHost, s.stream);
+      }
+      for (size_t i = 0; err == cudaSuccess && i < s.planned.size(); ++i) {
+        const Planned& p = s.planned[i];
+        if (p.out_bytes > 0) {
+          err = cudaMemcpyAsync(out_dev[p.request], s.out_dev + p.out_offset, p.out_bytes, cudaMemcpyDeviceToDevice,
+                                s.stream);
+        }
+      }
+    } else if (err == cudaSuccess) {
+      err = cudaMemcpyAsync(s.out_host, s.out_dev, s.out_used, cudaMemcpyDeviceToHost, s.stream);
     }
-    if (err == cudaSuccess) err = cudaMemcpyAsync(s.out_host, s.out_dev, s.out_used, cudaMemcpyDeviceToHost, s.stream);
     if (err == cudaSuccess) {
       err = cudaMemcpyAsync(s.status_host, s.status_dev, num_jobs * sizeof(uint32_t), cudaMemcpyDeviceToHost, s.stream);
     }
@@ -348,14 +385,16 @@ struct GpuChainDecoder::Impl {
       }
       // Host output: copied first, then hashed in the caller's buffer while
       // it is in cache; on a mismatch the status says the bytes are not the
-      // chunk. Device output: hashed in the pinned copy.
+      // chunk. Device output: hashed on the GPU.
       const ChunkRecord& last = *r.links[r.num_links - 1].record;
-      const uint8_t* check = s.out_host + p.out_offset;
-      if (!device_out) {
-        if (p.out_bytes > 0) std::memcpy(r.out_host, check, p.out_bytes);
-        check = r.out_host;
+      uint64_t hash = 0;
+      if (device_out) {
+        hash = s.hash_host[p.job];
+      } else {
+        if (p.out_bytes > 0) std::memcpy(r.out_host, s.out_host + p.out_offset, p.out_bytes);
+        hash = Checksum(r.out_host, p.out_bytes);
       }
-      if (Checksum(check, p.out_bytes) != last.content_hash) {
+      if (hash != last.content_hash) {
         st = Status::Corruption("decoded chunk checksum mismatch");
         return;
       }

@@ -10,11 +10,13 @@
 //   2. one host-to-device copy of the staging buffer, the two kernels of
 //      kernels/chain_apply.h (byte-plane merge, unzigzag, keyframe + dense
 //      deltas summed in one pass, sparse gaps prefix-summed and scattered),
-//      one device-to-host copy of the output into pinned memory, all on the
-//      GPU batch's stream;
-//   3. host: each chunk is copied to its caller's buffer and its content
-//      hash checked there (the bytes come back to the host, so the host
-//      checks them; see docs/format.md).
+//      then, for host output, one device-to-host copy of the output into
+//      pinned memory; for device output, each chunk's XXH3-64 on the GPU
+//      (kernels/content_hash.h), only the hashes copied back, and each chunk
+//      copied to its caller's device buffer; all on the GPU batch's stream;
+//   3. host: host output is copied to its caller's buffer and its content
+//      hash checked there (bytes that come back to the host are checked on
+//      the host); device output's hashes are compared (docs/format.md).
 // Two GPU batches are in flight: step 1 of batch b+1 runs while the GPU
 // works on batch b, and step 3 of b while the GPU works on b+1.
 //
@@ -79,10 +81,10 @@ class GpuChainDecoder : public ChainDecoder {
   // requests[i].out_host is not used. `stream` (a cudaStream_t; nullptr: the
   // legacy default stream) orders the work after what the caller queued on
   // it; everything is complete when this returns. Every chunk's content
-  // hash is checked on the host, from a pinned copy of the decoded batch
-  // (one device-to-host copy per GPU batch): a request whose status is not
-  // OK may have had bytes written to out_dev[i], which the caller must not
-  // use. The CPU fallback decodes on the host and copies up.
+  // hash is computed on the GPU and checked (no decoded bytes come back to
+  // the host): a request whose status is not OK may have had bytes written
+  // to out_dev[i], which the caller must not use. The CPU fallback decodes
+  // on the host, checks there and copies up.
   Status DecodeBatchToDevice(const ChainRequest* requests, size_t num_in_batch, uint8_t* const* out_dev,
                              void* stream, Status* status_out);
 

@@ -10,7 +10,7 @@ rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib"
 cp build/daemon/tpded build/tools/tpdectl "$out/bin/"
 # The GPU tests and benchmarks (where the build has CUDA), bundle_bench and spool_write_bench.
-for b in build/tests/gpu_chain_decoder_test build/bench/gpu_chain_bench build/bench/bundle_bench build/bench/spool_write_bench; do
+for b in build/tests/gpu_chain_decoder_test build/tests/content_hash_test build/bench/gpu_chain_bench build/bench/bundle_bench build/bench/spool_write_bench; do
   if [ -x "$b" ]; then cp "$b" "$out/bin/"; fi
 done
 strip "$out/bin/"*

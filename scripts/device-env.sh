@@ -5,7 +5,7 @@
 # machine's own.
 bundle=$(realpath out/device)
 wrap=$(mktemp -d)
-for b in tpded tpdectl gpu_chain_decoder_test gpu_chain_bench bundle_bench spool_write_bench; do
+for b in tpded tpdectl gpu_chain_decoder_test content_hash_test gpu_chain_bench bundle_bench spool_write_bench; do
   printf '#!/bin/sh\nLD_LIBRARY_PATH=%s/lib exec %s/bin/%s "$@"\n' "$bundle" "$bundle" "$b" >"$wrap/$b"
   chmod +x "$wrap/$b"
 done

@@ -20,6 +20,8 @@ steps=${*:-test sanitize bench mount loader}
   for step in $steps; do
     case $step in
       test)
+        echo "== content_hash_test"
+        "$wrap/content_hash_test"
         echo "== gpu_chain_decoder_test"
         "$wrap/gpu_chain_decoder_test" ;;
       sanitize)
@@ -28,12 +30,15 @@ steps=${*:-test sanitize bench mount loader}
           echo "== compute-sanitizer --tool $tool"
           LD_LIBRARY_PATH=$bundle/lib compute-sanitizer --tool $tool --error-exitcode 9 \
             "$bundle/bin/gpu_chain_decoder_test" --gtest_filter="-*RealSeries*" 2>&1 | tail -5 || echo "compute-sanitizer $tool: failed"
+          LD_LIBRARY_PATH=$bundle/lib compute-sanitizer --tool $tool --error-exitcode 9 \
+            "$bundle/bin/content_hash_test" 2>&1 | tail -3 || echo "compute-sanitizer $tool (content hash): failed"
         done ;;
       bench)
         echo "== gpu_chain_bench (1 GB, apply stage also at 8 GB)"
         "$wrap/gpu_chain_bench" --gb 1 --depths 1,4,8 --only apply
         "$wrap/gpu_chain_bench" --gb 8 --depths 1,4,8 --only apply
-        "$wrap/gpu_chain_bench" --gb 1 --depths 1,4,8 --only e2e ;;
+        "$wrap/gpu_chain_bench" --gb 1 --depths 1,4,8 --only e2e
+        "$wrap/gpu_chain_bench" --gb 1 --only hash ;;
       loader)
         echo "== loader tests (CUDA)"
         TPDED="$wrap/tpded" TPDECTL="$wrap/tpdectl" TPDE_CLIENT_LIB="$bundle/lib/libtpde_client.so.0" \

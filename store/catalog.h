@@ -109,7 +109,9 @@ class Catalog {
   // key range for TakeFreedRanges. Harmless if the batch never commits.
   void DropGeneration(rocksdb::WriteBatch* b, uint8_t lane, uint64_t object, uint32_t generation);
   // Drops the payloads no manifest names (staged by an ingest or re-base
-  // that never committed); *dropped is how many generations.
+  // that never committed); *dropped is how many generations. Best effort:
+  // a lane that cannot be read to its end (damage, which Verify reports) is
+  // scanned as far as it reads.
   Status DropOrphanGenerations(rocksdb::WriteBatch* b, int* dropped);
   // The manifest of `object` changed or is gone: no cached copy survives,
   // and none read before this call is cached after it.
