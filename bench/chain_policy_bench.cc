@@ -285,9 +285,11 @@ int main(int argc, char** argv) {
     if (extrapolate > n) {
       // The measured mean size by distance, extended linearly from its last
       // two distances and capped at a keyframe: a model, not a measurement.
+      // A delta never shrinks with distance in the model (a measured dip is
+      // noise), so the slope is at least 0.
       std::vector<double> by_distance(extrapolate, 1.0);
       for (int d = 1; d < n; ++d) by_distance[d] = distance_ratio[d];
-      const double slope = n > 2 ? distance_ratio[n - 1] - distance_ratio[n - 2] : 0;
+      const double slope = n > 2 ? std::max(0.0, distance_ratio[n - 1] - distance_ratio[n - 2]) : 0;
       for (int d = n; d < extrapolate; ++d) by_distance[d] = std::min(1.0, by_distance[d - 1] + slope);
       std::vector<uint64_t> mkey(extrapolate, 1000000);
       std::vector<std::vector<uint64_t>> mdelta(extrapolate, std::vector<uint64_t>(extrapolate, 0));

@@ -70,6 +70,8 @@ double CopyBandwidth(uint64_t bytes) {
   CHECK_CUDA(cudaEventSynchronize(t1));
   float ms = 0;
   cudaEventElapsedTime(&ms, t0, t1);
+  cudaEventDestroy(t0);
+  cudaEventDestroy(t1);
   cudaFree(a);
   cudaFree(b);
   return 2.0 * bytes * reps / (ms / 1e3) / 1e9;  // read + write
@@ -126,6 +128,8 @@ void BenchApply(double gb, const std::vector<int>& depths, double copy_gbs) {
     CHECK_CUDA(cudaEventSynchronize(t1));
     float ms = 0;
     cudaEventElapsedTime(&ms, t0, t1);
+    cudaEventDestroy(t0);
+    cudaEventDestroy(t1);
     const double out_bytes = double(batches) * jobs_per_batch * kChunkElems * 4 * reps;
     const double secs = ms / 1e3;
     const double moved = out_bytes * (depth + 2);  // keyframe + depth deltas read, output written
@@ -265,6 +269,8 @@ void BenchHash(double gb, ThreadPool* pool) {
     cudaEventElapsedTime(&ms, t0, t1);
     best_ms = std::min(best_ms, ms);
   }
+  cudaEventDestroy(t0);
+  cudaEventDestroy(t1);
   std::vector<uint64_t> gpu_hash(n), cpu_hash(n);
   CHECK_CUDA(cudaMemcpy(gpu_hash.data(), hash_dev, n * sizeof(uint64_t), cudaMemcpyDeviceToHost));
   double best_cpu = 1e30;

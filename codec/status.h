@@ -5,7 +5,9 @@
 // one-line, human-readable message that names what failed (a path, a field,
 // a byte offset), and may carry a POSIX sub-code: the errno value (from
 // <cerrno>) a file system should answer, where the code alone does not say
-// it (ENOTEMPTY, ENOTDIR, EISDIR, ENAMETOOLONG are all kInvalidArgument).
+// it (ENOTEMPTY, EISDIR, ENAMETOOLONG are kInvalidArgument; ENOTDIR is
+// kInvalidArgument for an operation's own argument and kNotFound for a
+// component of a path being resolved, as in POSIX).
 // The component that detects the condition sets it, under its own lock, so
 // callers never re-check the condition to choose an errno (which would race
 // with concurrent changes). Status is a small value type, cheap to copy and

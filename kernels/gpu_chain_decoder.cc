@@ -175,8 +175,11 @@ struct GpuChainDecoder::Impl {
       if (err == cudaSuccess) err = cudaMalloc(&s.out_dev, options.batch_bytes);
       if (err == cudaSuccess) err = cudaMallocHost(&s.status_host, s.max_jobs * sizeof(uint32_t));
       if (err == cudaSuccess) err = cudaMalloc(&s.status_dev, s.max_jobs * sizeof(uint32_t));
-      if (err == cudaSuccess) err = cudaMallocHost(&s.hash_in_host, s.max_jobs * 16);
-      if (err == cudaSuccess) err = cudaMalloc(&s.hash_in_dev, s.max_jobs * 16);
+      // Per job: its output pointer, then (after all pointers) its byte count.
+      static_assert(sizeof(const uint8_t*) == sizeof(uint64_t), "pointers and byte counts share one array");
+      const size_t hash_in_bytes = s.max_jobs * (sizeof(const uint8_t*) + sizeof(uint64_t));
+      if (err == cudaSuccess) err = cudaMallocHost(&s.hash_in_host, hash_in_bytes);
+      if (err == cudaSuccess) err = cudaMalloc(&s.hash_in_dev, hash_in_bytes);
       if (err == cudaSuccess) err = cudaMallocHost(&s.hash_host, s.max_jobs * sizeof(uint64_t));
       if (err == cudaSuccess) err = cudaMalloc(&s.hash_dev, s.max_jobs * sizeof(uint64_t));
       if (err != cudaSuccess) {

@@ -136,10 +136,19 @@ Status Catalog::PendingDemotions(std::vector<std::pair<uint64_t, uint64_t>>* out
 
 Status Catalog::ForEachObject(const std::function<bool(uint64_t object)>& fn) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), f_.objects));
+  Status malformed;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    if (it->key().size() == 8 && !fn(GetBigEndian64(it->key().ToStringView()))) break;
+    if (it->key().size() != 8) {
+      if (malformed.ok()) {
+        malformed = Status::Corruption(
+            fmt::format("objects: a key of {} bytes (0x{}) names no object", it->key().size(), it->key().ToString(true)));
+      }
+      continue;
+    }
+    if (!fn(GetBigEndian64(it->key().ToStringView()))) break;
   }
-  return FromRocks(it->status(), "scanning objects");
+  TPDE_RETURN_IF_ERROR(FromRocks(it->status(), "scanning objects"));
+  return malformed;
 }
 
 Status Catalog::Totals(const rocksdb::Snapshot* snap, CatalogTotals* out) {
@@ -162,8 +171,15 @@ Status Catalog::Totals(const rocksdb::Snapshot* snap, CatalogTotals* out) {
     }
   }
   TPDE_RETURN_IF_ERROR(FromRocks(d->status(), "scanning detached objects"));
+  return CountPendingDemotions(snap, &out->pending_demotions);
+}
+
+Status Catalog::CountPendingDemotions(const rocksdb::Snapshot* snap, uint64_t* count) {
+  *count = 0;
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
   std::unique_ptr<rocksdb::Iterator> p(db_->NewIterator(ro, f_.pending));
-  for (p->SeekToFirst(); p->Valid(); p->Next()) ++out->pending_demotions;
+  for (p->SeekToFirst(); p->Valid(); p->Next()) ++*count;
   return FromRocks(p->status(), "scanning pending demotions");
 }
 
@@ -217,7 +233,6 @@ Status Catalog::FreeObject(rocksdb::WriteBatch* b, uint64_t object) {
   DropGeneration(b, m->lane, object, m->generation);
   b->Delete(f_.detached, keys::U64(object));
   ClearDemotion(b, object);
-  ForgetManifest(object);
   if (m->reference == 0) return Status::OK();
   b->Delete(f_.deps, keys::Dep(m->reference, object));
   if (!IsDetached(m->reference)) return Status::OK();
@@ -227,10 +242,48 @@ Status Catalog::FreeObject(rocksdb::WriteBatch* b, uint64_t object) {
 }
 
 void Catalog::DropGeneration(rocksdb::WriteBatch* b, uint8_t lane, uint64_t object, uint32_t generation) {
-  std::string begin = keys::ChunkPrefix(object, generation), end = keys::ChunkPrefix(object, generation + 1);
-  b->DeleteRange(f_.lanes[lane], begin, end);
+  b->DeleteRange(f_.lanes[lane], keys::ChunkPrefix(object, generation), keys::ChunkPrefix(object, generation + 1));
+}
+
+void Catalog::Committed(const rocksdb::WriteBatch& b) {
+  if (!b.HasDelete() && !b.HasDeleteRange() && !b.HasPut()) return;
+  // What the batch did to manifests and chunk lanes, read back from its
+  // records: the batch is the one account of it, whoever built it.
+  struct Handler : rocksdb::WriteBatch::Handler {
+    Catalog* catalog;
+    std::vector<uint64_t> manifests;
+    std::vector<FreedRange> ranges;
+    void Manifest(uint32_t cf, const rocksdb::Slice& key) {
+      if (cf == catalog->f_.objects->GetID() && key.size() == 8) manifests.push_back(GetBigEndian64(key.ToStringView()));
+    }
+    rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key, const rocksdb::Slice&) override {
+      Manifest(cf, key);
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
+      Manifest(cf, key);
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status SingleDeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
+      Manifest(cf, key);
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status MergeCF(uint32_t, const rocksdb::Slice&, const rocksdb::Slice&) override {
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status DeleteRangeCF(uint32_t cf, const rocksdb::Slice& begin, const rocksdb::Slice& end) override {
+      for (uint8_t lane = 0; lane < kChunkLanes; ++lane) {
+        if (catalog->f_.lanes[lane]->GetID() == cf) ranges.push_back({lane, begin.ToString(), end.ToString()});
+      }
+      return rocksdb::Status::OK();
+    }
+  } h;
+  h.catalog = this;
+  if (!b.Iterate(&h).ok()) return;  // a batch RocksDB just took always parses
+  for (uint64_t object : h.manifests) ForgetManifest(object);
+  if (h.ranges.empty()) return;
   std::lock_guard<std::mutex> lock(freed_mu_);
-  freed_ranges_.push_back({lane, std::move(begin), std::move(end)});
+  for (auto& r : h.ranges) freed_ranges_.push_back(std::move(r));
 }
 
 Status Catalog::DropOrphanGenerations(rocksdb::WriteBatch* b, int* dropped) {
@@ -251,7 +304,9 @@ Status Catalog::DropOrphanGenerations(rocksdb::WriteBatch* b, int* dropped) {
       const uint32_t generation = static_cast<uint32_t>(GetBigEndian64(k.substr(8)) >> 32);
       std::shared_ptr<const Manifest> m;
       Status ms = GetManifest(object, &m, ro.snapshot);
-      if (!ms.ok() || m->generation != generation || m->lane != lane) {
+      // A manifest that cannot be read (damage) keeps its payloads: Verify
+      // names it, and a repair may still need them.
+      if (ms.IsNotFound() || (ms.ok() && (m->generation != generation || m->lane != lane))) {
         DropGeneration(b, lane, object, generation);
         ++*dropped;
       }

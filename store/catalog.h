@@ -5,7 +5,8 @@
 //
 // Reads run on any thread, at the latest state or at a RocksDB snapshot;
 // manifests read at the latest state are cached (content never changes: a
-// re-base writes a new generation and the old manifest is forgotten).
+// re-base writes a new generation, and Committed forgets the old manifest
+// once the batch is in).
 // Mutations only add to a WriteBatch that the Store commits under its
 // commit lock together with the namespace changes of the same operation;
 // the ones that read the graph to decide (ReleaseObject, FreeObject) must
@@ -14,8 +15,9 @@
 // Errors: NotFound for a missing object, Corruption for a malformed record
 // or a reference graph that loops or runs deeper than 64, IOError from
 // RocksDB.
-// Thread-safety: all methods may be called concurrently; the DB and column
-// families must outlive the catalog.
+// Thread-safety: any method may be called from any thread at any time,
+// except ReleaseObject and FreeObject, which need the commit lock held
+// (TPDE_REQUIRES). The DB and column families must outlive the catalog.
 #pragma once
 
 #include <rocksdb/db.h>
@@ -86,8 +88,12 @@ class Catalog {
   // Queued demotions: (keyframe, successor) in keyframe order.
   Status PendingDemotions(std::vector<std::pair<uint64_t, uint64_t>>* out);
   // Calls fn(object id) for every object in id order until fn returns false.
+  // A key that is not an object id is skipped and reported (Corruption)
+  // once the scan is done.
   Status ForEachObject(const std::function<bool(uint64_t object)>& fn);
   Status Totals(const rocksdb::Snapshot* snap, CatalogTotals* out);
+  // The keyframes waiting to become deltas (one key each: cheap).
+  Status CountPendingDemotions(const rocksdb::Snapshot* snap, uint64_t* count);
   // The largest object id in use, by a manifest or by staged payloads.
   uint64_t LastObject();
 
@@ -105,9 +111,14 @@ class Catalog {
   // Deletes `object` (manifest, payloads, its reference edge, queue entries)
   // and cascades to a detached reference left without dependents.
   Status FreeObject(rocksdb::WriteBatch* b, uint64_t object) TPDE_REQUIRES(*commit_mu_);
-  // Deletes the payloads of (object, generation) in `lane` and records the
-  // key range for TakeFreedRanges. Harmless if the batch never commits.
+  // Deletes the payloads of (object, generation) in `lane`; once the batch
+  // commits, the key range goes to TakeFreedRanges (see Committed).
   void DropGeneration(rocksdb::WriteBatch* b, uint8_t lane, uint64_t object, uint32_t generation);
+  // Store::Impl::Commit calls this once `b` is in the store: manifests the
+  // batch wrote or deleted leave the cache (a read between the batch's
+  // making and its commit may have cached the old one), and the chunk ranges
+  // it deleted are recorded for TakeFreedRanges.
+  void Committed(const rocksdb::WriteBatch& b);
   // Drops the payloads no manifest names (staged by an ingest or re-base
   // that never committed); *dropped is how many generations. Best effort:
   // a lane that cannot be read to its end (damage, which Verify reports) is
@@ -122,8 +133,8 @@ class Catalog {
     uint8_t lane;
     std::string begin, end;
   };
-  // The chunk key ranges deleted so far (by batches that committed, or
-  // tried to), handed over to be compacted away.
+  // The chunk key ranges deleted by committed batches so far, handed over to
+  // be compacted away.
   std::vector<FreedRange> TakeFreedRanges();
   // Gives back ranges whose compaction failed, for the next round.
   void ReturnFreedRanges(std::vector<FreedRange> ranges);

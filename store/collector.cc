@@ -47,8 +47,8 @@ Status Collector::CompactFreed() {
     rocksdb::CompactRangeOptions co;
     co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
     rocksdb::Slice b(lo), e(hi);
-    Status s = FromRocks(store_->db->CompactRange(co, catalog.lanes()[lane], &b, &e),
-                         fmt::format("compacting chunk lane {}", lane));
+    Status s = store_->write_guard->Run(fmt::format("compacting chunk lane {}", lane),
+                                        [&] { return store_->db->CompactRange(co, catalog.lanes()[lane], &b, &e); });
     if (s.ok()) continue;
     if (first_error.ok()) first_error = s;
     std::vector<Catalog::FreedRange> keep;
@@ -121,8 +121,7 @@ Status Collector::Rebase(uint64_t object, uint64_t old_reference, uint64_t new_r
   catalog.DropGeneration(&batch, old_lane, object, old_generation);
   catalog.MoveReferenceEdge(&batch, object, old_reference, m.reference);
   catalog.ClearDemotion(&batch, object);  // a demotion, if queued, is done
-  TPDE_RETURN_IF_ERROR(im.Commit(&batch));
-  catalog.ForgetManifest(object);
+  TPDE_RETURN_IF_ERROR(im.Commit(&batch));  // Commit forgets the cached manifest
   *swapped = true;
   return Status::OK();
 }

@@ -60,6 +60,18 @@ class FaultInjectionTest : public ::testing::Test {
     return out;
   }
 
+  // Space is back: writes resume, as tpded's collector loop does every 2 s
+  // (a Resume can fail while a RocksDB background job that hit the full disk
+  // still winds down, so it is retried for a bounded time).
+  Status ResumeWithin10s() {
+    Status resumed = store_->CheckWrites();
+    for (int i = 0; i < 50 && !resumed.ok(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      resumed = store_->CheckWrites();
+    }
+    return resumed;
+  }
+
   void ExpectVerifies() {
     VerifyReport r;
     ASSERT_TRUE(store_->Verify(&r).ok());
@@ -116,14 +128,7 @@ TEST_F(FaultInjectionTest, ADiskThatFillsAtEveryPointNeverLeavesAPartialVersion)
     ASSERT_TRUE(now.has_value()) << budget;
     EXPECT_TRUE(*now == (s.ok() ? v2 : before)) << "budget " << budget << ": " << s.ToString();
     fault_->set_write_budget(-1);
-    // Space is back: writes resume, as tpded's collector loop does every
-    // 2 s (a Resume can fail while a RocksDB background job that hit the
-    // full disk still winds down, so it is retried for a bounded time).
-    Status resumed = store_->CheckWrites();
-    for (int i = 0; i < 50 && !resumed.ok(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      resumed = store_->CheckWrites();
-    }
+    Status resumed = ResumeWithin10s();
     ASSERT_TRUE(resumed.ok()) << budget << ": " << resumed.ToString();
     Reopen();
     const std::optional<std::string> reopened = Get("f.bin");
@@ -131,6 +136,31 @@ TEST_F(FaultInjectionTest, ADiskThatFillsAtEveryPointNeverLeavesAPartialVersion)
     EXPECT_TRUE(*reopened == v2 || *reopened == before) << "budget " << budget;
   }
   ASSERT_TRUE(store_->CollectGarbage().ok());
+  ExpectVerifies();
+}
+
+TEST_F(FaultInjectionTest, ALogAppendThatFailsWithEveryMemtableEmptyNeverStopsTheStoreForGood) {
+  // RocksDB 7.8 resumes onto the very log whose append failed when no
+  // memtable holds data (nothing to flush, so no new log), and the next
+  // append to it aborts the process (facebook/rocksdb#12448). The store must
+  // come back writable, with a new log, whatever the memtables hold.
+  Reopen();  // closing flushed everything: every memtable is empty
+  Inode dir;
+  fault_->set_write_budget(0);
+  Status s = store_->MakeDirectory(kRootInode, "a", 0755, 0, 0, &dir);
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(s.IsNoSpace()) << s.ToString();
+  fault_->set_write_budget(-1);
+  Status resumed = ResumeWithin10s();
+  ASSERT_TRUE(resumed.ok()) << resumed.ToString();
+  for (const char* name : {"b", "c", "d"}) {
+    s = store_->MakeDirectory(kRootInode, name, 0755, 0, 0, &dir);
+    ASSERT_TRUE(s.ok()) << name << ": " << s.ToString();
+  }
+  ASSERT_TRUE(store_->SyncLog().ok());
+  Reopen();
+  for (const char* name : {"b", "c", "d"}) EXPECT_TRUE(store_->Resolve(name, &dir).ok()) << name;
+  EXPECT_FALSE(store_->Resolve("a", &dir).ok());
   ExpectVerifies();
 }
 

@@ -131,14 +131,14 @@ Status EncodeObject(Store::Impl* impl, ThreadPool* thread_pool, Manifest* m, con
     if (staged && stage.Count() > 0) {
       rocksdb::WriteOptions wo;
       wo.disableWAL = true;
-      TPDE_RETURN_IF_ERROR(FromRocks(impl->db->Write(wo, &stage), "staging chunks"));
+      TPDE_RETURN_IF_ERROR(impl->write_guard->Run("staging chunks", [&] { return impl->db->Write(wo, &stage); }));
     }
   }
   m->file_hash = file_sum.Digest();
   if (staged) {
     rocksdb::FlushOptions fo;
     fo.wait = true;
-    TPDE_RETURN_IF_ERROR(FromRocks(impl->db->Flush(fo, lane_cf), "flushing staged chunks"));
+    TPDE_RETURN_IF_ERROR(impl->write_guard->Run("flushing staged chunks", [&] { return impl->db->Flush(fo, lane_cf); }));
   }
   return Status::OK();
 }

@@ -209,6 +209,7 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   impl->db.reset(raw);
   raw->GetEnv()->LowerThreadPoolCPUPriority(rocksdb::Env::LOW);  // compactions yield to saves
   impl->default_cf = impl->handles[0];
+  impl->write_guard->Attach(raw, impl->default_cf);
   impl->ns = Namespace(raw, impl->handles[1], impl->handles[2]);
   CatalogFamilies families;
   families.objects = impl->handles[3];
@@ -279,10 +280,12 @@ Status Store::Impl::Commit(rocksdb::WriteBatch* b, bool sync) {
   // After a background error RocksDB takes no writes until it resumes; on a
   // full disk the guard's reserve makes room for this one (a deletion, most
   // often: what frees space).
-  if (Status e = write_guard->error(); !e.ok()) TPDE_RETURN_IF_ERROR(write_guard->Resume(db.get()));
+  if (Status e = write_guard->error(); !e.ok()) TPDE_RETURN_IF_ERROR(write_guard->Resume());
   rocksdb::WriteOptions wo;
   wo.sync = sync;
-  return FromRocks(db->Write(wo, b), "commit");
+  TPDE_RETURN_IF_ERROR(write_guard->Run("commit", [&] { return db->Write(wo, b); }));
+  if (catalog) catalog->Committed(*b);
+  return Status::OK();
 }
 
 // ---- Namespace --------------------------------------------------------------
@@ -487,10 +490,11 @@ Status Store::Rename(uint64_t parent, std::string_view name, uint64_t new_parent
   Status ds = impl_->ns.Lookup(new_parent, new_name, &dst);
   if (!ds.ok() && !ds.IsNotFound()) return ds;
   const bool exists = ds.ok();
-  if (exists && dst.ino == src.ino) return Status::OK();
   if ((flags & kRenameNoReplace) && exists) return Status::AlreadyExists(fmt::format("'{}' exists", new_name));
+  if (exists && dst.ino == src.ino) return Status::OK();  // two names of one inode: nothing to do (POSIX)
   if ((flags & kRenameExchange) && !exists) return Status::NotFound(fmt::format("'{}' not found", new_name));
 
+  const Inode target_before = dst;
   rocksdb::WriteBatch b;
   const int64_t now = NowNs();
   if (flags & kRenameExchange) {
@@ -524,20 +528,19 @@ Status Store::Rename(uint64_t parent, std::string_view name, uint64_t new_parent
   src.ctime_ns = now;
   impl_->ns.PutInode(&b, src);
   TPDE_RETURN_IF_ERROR(impl_->Commit(&b, /*sync=*/false));
-  if (replaced != nullptr && exists && !(flags & kRenameExchange)) *replaced = dst;
+  if (replaced != nullptr && exists && !(flags & kRenameExchange)) *replaced = target_before;
   return Status::OK();
 }
 
 Status Store::SyncLog() {
-  TPDE_RETURN_IF_ERROR(impl_->write_guard->error());  // a sync after a failed append is unsafe in RocksDB
-  return FromRocks(impl_->db->SyncWAL(), "syncing the log");
+  return impl_->write_guard->Run("syncing the log", [&] { return impl_->db->SyncWAL(); });
 }
 
 bool Store::HasRoomForIngest() { return impl_->write_guard->HasRoom(); }
 
 Status Store::CheckWrites() {
   Impl& im = *impl_;
-  TPDE_RETURN_IF_ERROR(im.write_guard->Resume(im.db.get()));
+  TPDE_RETURN_IF_ERROR(im.write_guard->Resume());
   im.write_guard->MaybeRestoreReserve();
   return Status::OK();
 }
@@ -668,14 +671,15 @@ Status Store::Stats(std::string_view path_prefix, StoreStats* out) {
 
   // Stored bytes count every object once, detached ones included, but only
   // for the whole store; a sub-path counts its files' own objects.
-  CatalogTotals totals;
-  TPDE_RETURN_IF_ERROR(impl_->catalog->Totals(ro.snapshot, &totals));
-  out->pending_demotions = totals.pending_demotions;
   if (top.ino == kRootInode) {
+    CatalogTotals totals;  // a scan of every manifest
+    TPDE_RETURN_IF_ERROR(impl_->catalog->Totals(ro.snapshot, &totals));
+    out->pending_demotions = totals.pending_demotions;
     out->stored_bytes = totals.stored_bytes;
     out->detached_objects = totals.detached_objects;
     out->detached_bytes = totals.detached_bytes;
   } else {
+    TPDE_RETURN_IF_ERROR(impl_->catalog->CountPendingDemotions(ro.snapshot, &out->pending_demotions));
     for (const auto& f : out->per_file) out->stored_bytes += f.stored_bytes;
   }
   for (auto* cf : impl_->handles) {
@@ -729,7 +733,7 @@ Status Store::VerifyPass(VerifyReport* report, const std::function<bool(uint64_t
     }
     return true;
   }));
-  return im.catalog->ForEachObject([&](uint64_t object) {
+  Status scanned = im.catalog->ForEachObject([&](uint64_t object) {
     ++report->objects;
     std::unique_ptr<FileReader> reader;
     Status s = im.OpenObjectReader(object, &reader);
@@ -750,6 +754,11 @@ Status Store::VerifyPass(VerifyReport* report, const std::function<bool(uint64_t
     }
     return true;
   });
+  if (scanned.IsCorruption()) {  // damage to report, not a failed verification
+    report->errors.push_back(scanned.ToString());
+    return Status::OK();
+  }
+  return scanned;
 }
 
 }  // namespace tpde

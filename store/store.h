@@ -183,8 +183,8 @@ class Store {
   // (swap two existing entries). One atomic commit.
   static constexpr unsigned kRenameNoReplace = 1;  // RENAME_NOREPLACE
   static constexpr unsigned kRenameExchange = 2;   // RENAME_EXCHANGE
-  // *replaced (if given) gets the target it replaced (ino 0: none, or an
-  // exchange).
+  // *replaced (if given) gets the target it replaced as it was just before
+  // (ino 0: none, or an exchange).
   Status Rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
                 unsigned flags, Inode* replaced = nullptr);
   // Changes attributes of an inode; each member left empty is unchanged.

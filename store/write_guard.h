@@ -2,11 +2,20 @@
 //
 // RocksDB stops accepting writes after a background error (a failed WAL
 // append, flush or compaction: most often ENOSPC) until DB::Resume() succeeds.
-// Writing on regardless is unsafe: a later WAL sync after a failed append
-// trips an assertion inside RocksDB's file writer. The guard
-//   - records the error (an EventListener on OnBackgroundError), so Commit and
-//     SyncLog refuse at once with it (kNoSpace for a full disk) instead of
-//     reaching RocksDB;
+// Writing on regardless is unsafe: RocksDB 7.8 (Debian 12's) asserts, and so
+// aborts the process, when a log whose append failed is appended to or synced
+// again (facebook/rocksdb#12448, fixed in 9.1). DB::Resume() replaces that log
+// only when some memtable holds data (it flushes them, and a flush starts a
+// new log); with every memtable empty it resumes onto the failed log. The
+// guard
+//   - runs every store operation that may touch the log (writes, syncs,
+//     flushes, compactions) through Run(): refused at once with the recorded
+//     error while RocksDB is stopped, and never concurrently with Resume();
+//   - keeps the anchor column family's memtable non-empty (a record written
+//     without the log, put again whenever that memtable is sealed and after
+//     each resume), so that a resume always starts a new log;
+//   - records the error (an EventListener on OnBackgroundError), kNoSpace for
+//     a full disk;
 //   - keeps a reserve file of `reserve_bytes` (at most 1/8 of the file
 //     system) in the store directory, released
 //     when the disk fills so that RocksDB can resume and deletions (which
@@ -14,15 +23,22 @@
 //     once space is back;
 //   - Resume() clears the error through DB::Resume().
 // Source of the recovery model: RocksDB wiki, "Background Error Handling".
+// What is left: a memtable flush or compaction that runs while a log append
+// fails can still meet the failed log; RocksDB then reports a fatal error
+// (no abort) and writes stay refused until tpded restarts.
 // Thread-safety: all methods may be called concurrently.
 #pragma once
 
 #include <rocksdb/db.h>
 #include <rocksdb/listener.h>
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
+#include <string_view>
 
 #include "codec/thread_annotations.h"
 #include "codec/status.h"
@@ -33,11 +49,21 @@ class WriteGuard : public rocksdb::EventListener {
  public:
   WriteGuard(std::string dir, uint64_t reserve_bytes);
 
+  // Binds the guard to the open database (not owned; it outlives the guard's
+  // use). `anchor_cf` is the column family whose memtable the guard keeps
+  // non-empty. Call once, after DB::Open and before any Run().
+  void Attach(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* anchor_cf);
+
   // OK while RocksDB accepts writes; else the error that stopped it.
   Status error() const;
+  // Runs `op` (a RocksDB write, log sync, flush or compaction on the attached
+  // database) unless writes are stopped, in which case it returns error()
+  // without running it. `what` names the operation in the returned error.
+  Status Run(std::string_view what, const std::function<rocksdb::Status()>& op);
   // After a background error: releases the reserve (on a full disk) and asks
-  // RocksDB to resume. OK once writes are accepted again.
-  Status Resume(rocksdb::DB* db);
+  // RocksDB to resume, excluding every Run(). OK once writes are accepted
+  // again.
+  Status Resume();
   // Creates the reserve file if it is missing and the disk has room for it
   // and as much again. Best effort.
   void MaybeRestoreReserve();
@@ -53,10 +79,23 @@ class WriteGuard : public rocksdb::EventListener {
   void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason reason, rocksdb::Status bg_error,
                             bool* auto_recovery) override;
   void OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) override;
+  void OnMemTableSealed(const rocksdb::MemTableInfo& info) override;
 
  private:
+  // Puts the anchor record if its memtable is empty. Best effort: a failure
+  // leaves the flag set for the next Run().
+  void EnsureAnchor();
+
   const std::string reserve_path_;
   const uint64_t reserve_bytes_;
+  rocksdb::DB* db_ = nullptr;
+  rocksdb::ColumnFamilyHandle* anchor_cf_ = nullptr;
+  std::string anchor_cf_name_;
+  // Shared by Run(), exclusive in Resume(): no operation reaches RocksDB
+  // between its resume and the anchor put after it.
+  std::shared_mutex resume_mu_;
+  std::mutex anchor_mu_;  // one anchor put at a time
+  std::atomic<bool> anchor_missing_{true};
   mutable std::mutex mu_;
   Status error_ TPDE_GUARDED_BY(mu_);
 };
