@@ -82,11 +82,22 @@ struct Filesystem::SpoolState {
   int64_t sealed_mtime_ns = 0;
   std::optional<uint64_t> durable_seq;  // an older durable version kept on disk
   uint64_t born = 0;  // Filesystem::next_seq_ when this state was created: older versions were settled
-  // Ingest.
-  bool queued = false;
-  std::optional<uint64_t> ingesting_seq;
-  bool ingest_failed = false;  // retried after the next change or at the next start
-  bool ingest_failed_no_space = false;  // ... or once the store's disk has room again
+  // Ingest of the sealed version: one at a time per file, in version order.
+  //   kIdle      --Enqueue-------------------------------> kQueued
+  //   kQueued    --a worker takes it (still due)---------> kRunning
+  //              --taken, nothing due (committed, gone)--> kIdle
+  //   kRunning   --committed, superseded or unlinked-----> kIdle, and queued
+  //                                                        again at once if a
+  //                                                        newer version is due
+  //              --failed---------------------------------> kFailed, or
+  //                                                        kWaitingForSpace if
+  //                                                        the store's disk is
+  //                                                        full
+  //   kFailed    --a newer version is sealed, or restart--> kIdle
+  //   kWaitingForSpace --the store has room again---------> kQueued
+  enum class Ingest : uint8_t { kIdle, kQueued, kRunning, kFailed, kWaitingForSpace };
+  Ingest ingest = Ingest::kIdle;
+  uint64_t ingesting_seq = 0;  // the version being ingested, in kRunning
   uint64_t committed_seq = 0;  // the newest version committed
   // Handles and attributes.
   uint32_t writers = 0;  // open handles with write access
@@ -97,7 +108,10 @@ struct Filesystem::SpoolState {
   bool shares_sealed() const { return draft && draft == sealed; }
   const SpoolFile& newest() const { return draft ? draft : sealed; }
   bool has_uncommitted() const { return (draft && dirty) || (sealed && !sealed_committed); }
-  bool ingest_due() const { return sealed && !sealed_committed && !ingest_failed && !unlinked; }
+  bool ingest_pending() const { return ingest == Ingest::kQueued || ingest == Ingest::kRunning; }
+  bool ingest_failed() const { return ingest == Ingest::kFailed || ingest == Ingest::kWaitingForSpace; }
+  bool ingesting(uint64_t seq) const { return ingest == Ingest::kRunning && ingesting_seq == seq; }
+  bool ingest_due() const { return sealed && !sealed_committed && !ingest_failed() && !unlinked; }
 };
 
 struct Filesystem::Handle {
@@ -578,7 +592,7 @@ int Filesystem::SealDraft(uint64_t ino, SpoolState* sp) {
   sp->sealed_mtime_ns = sp->mtime_ns;
   sp->draft_new_file = false;
   sp->dirty = false;
-  sp->ingest_failed = false;
+  if (sp->ingest_failed()) sp->ingest = SpoolState::Ingest::kIdle;  // the new version is tried
   return 0;
 }
 
@@ -624,7 +638,7 @@ int Filesystem::CloseDraft(uint64_t ino, SpoolState* sp) {
 }
 
 void Filesystem::RemoveVersion(uint64_t ino, SpoolState* sp, uint64_t seq) {
-  if (sp->ingesting_seq == seq) return;  // the ingest worker removes it when done
+  if (sp->ingesting(seq)) return;  // the ingest worker removes it when done
   if (sp->durable_seq == seq) sp->durable_seq.reset();
   Status s = spool_.RemoveSealed(ino, seq);
   if (!s.ok()) spdlog::warn("inode {}: removing version {}: {}", ino, seq, s.ToString());
@@ -997,8 +1011,10 @@ uint64_t Filesystem::Generation(uint64_t ino) {
 
 void Filesystem::Enqueue(uint64_t ino, bool delay) {
   SpoolState* sp = spooled_.at(ino).get();
-  if (sp->queued) return;
-  sp->queued = true;
+  // Queued already, or running: the worker queues it again when it is done
+  // if a newer version is due then.
+  if (sp->ingest_pending()) return;
+  sp->ingest = SpoolState::Ingest::kQueued;
   const auto wait = std::chrono::milliseconds(delay ? options_.ingest_delay_ms : 0);
   ingest_queue_.push_back({ino, std::chrono::steady_clock::now() + wait});
   ingest_cv_.notify_one();
@@ -1008,7 +1024,7 @@ void Filesystem::MaybeDropSpool(uint64_t ino) {
   auto it = spooled_.find(ino);
   if (it == spooled_.end()) return;
   SpoolState* sp = it->second.get();
-  if (sp->handles > 0 || sp->ingesting_seq || sp->queued) return;
+  if (sp->handles > 0 || sp->ingest_pending()) return;
   if (!sp->unlinked && (sp->draft || (sp->sealed && !sp->sealed_committed))) return;
   // Unlinked, or everything committed: nothing in the spool is needed.
   if (sp->sealed) RemoveVersion(ino, sp, sp->sealed_seq);
@@ -1035,16 +1051,19 @@ void Filesystem::IngestLoop() {
       continue;
     }
     SpoolState* sp = it->second.get();
-    sp->queued = false;
-    // One ingest per file at a time, in version order: the worker ingesting
-    // this file queues it again when it is done if a newer version waits.
-    if (sp->ingesting_seq || !sp->ingest_due()) {
+    if (sp->ingest != SpoolState::Ingest::kQueued) {  // an entry left by a state since dropped
+      idle_cv_.notify_all();
+      continue;
+    }
+    if (!sp->ingest_due()) {
+      sp->ingest = SpoolState::Ingest::kIdle;
       MaybeDropSpool(ino);
       idle_cv_.notify_all();
       continue;
     }
     const uint64_t seq = sp->sealed_seq;
     const int64_t mtime = sp->sealed_mtime_ns;
+    sp->ingest = SpoolState::Ingest::kRunning;
     sp->ingesting_seq = seq;
     lock.unlock();
 
@@ -1055,7 +1074,7 @@ void Filesystem::IngestLoop() {
 
     lock.lock();
     sp = spooled_.at(ino).get();
-    sp->ingesting_seq.reset();
+    sp->ingest = SpoolState::Ingest::kIdle;
     if (s.ok()) {
       ++ingests_done_;
       sp->committed_seq = std::max(sp->committed_seq, seq);
@@ -1082,8 +1101,7 @@ void Filesystem::IngestLoop() {
     } else {
       ++ingest_errors_;
       if (sp->sealed_seq == seq) {
-        sp->ingest_failed = true;  // retried after the next change or at the next start,
-        sp->ingest_failed_no_space = s.IsNoSpace();  // or, for a full disk, once space is back
+        sp->ingest = s.IsNoSpace() ? SpoolState::Ingest::kWaitingForSpace : SpoolState::Ingest::kFailed;
       } else if (sp->durable_seq != seq) {
         RemoveVersion(ino, sp, seq);  // superseded while it was ingested
       }
@@ -1138,8 +1156,8 @@ void Filesystem::GcLoop() {
     }
     if (w.ok() && store_->HasRoomForIngest()) {
       for (auto& [ino, sp] : spooled_) {
-        if (!sp->ingest_failed_no_space) continue;
-        sp->ingest_failed = sp->ingest_failed_no_space = false;
+        if (sp->ingest != SpoolState::Ingest::kWaitingForSpace) continue;
+        sp->ingest = SpoolState::Ingest::kIdle;
         Enqueue(ino, /*delay=*/false);
       }
     }
@@ -1154,7 +1172,7 @@ Status Filesystem::FlushAll() {
   for (const auto& [ino, sp] : spooled_) {
     if (!sp->sealed || sp->sealed_committed || sp->unlinked) continue;
     waiting.emplace_back(ino, sp->sealed_seq);
-    if (!sp->queued && !sp->ingesting_seq && sp->ingest_due()) Enqueue(ino, /*delay=*/false);
+    if (sp->ingest_due()) Enqueue(ino, /*delay=*/false);
   }
   uint64_t failed = 0;
   idle_cv_.wait(lock, [&] {
@@ -1167,7 +1185,7 @@ Status Filesystem::FlushAll() {
       // A state created after the call means the one it waited on was
       // settled (states go only when everything in them is committed).
       if (sp.unlinked || sp.committed_seq >= seq || sp.born > seq) continue;
-      if (sp.ingest_failed && !sp.ingesting_seq && !sp.queued) {
+      if (sp.ingest_failed()) {
         ++failed;
         continue;
       }
@@ -1238,7 +1256,7 @@ int Filesystem::GetXattr(uint64_t ino, const std::string& name, std::string* val
     if (it == spooled_.end() || !it->second->has_uncommitted()) {
       *value = "committed";
     } else {
-      *value = it->second->ingesting_seq ? "ingesting" : "spooled";
+      *value = it->second->ingest == SpoolState::Ingest::kRunning ? "ingesting" : "spooled";
     }
     return 0;
   }
