@@ -209,7 +209,7 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   impl->db.reset(raw);
   raw->GetEnv()->LowerThreadPoolCPUPriority(rocksdb::Env::LOW);  // compactions yield to saves
   impl->default_cf = impl->handles[0];
-  impl->write_guard->Attach(raw, impl->default_cf);
+  impl->write_guard->Attach(raw, impl->handles);  // handles[0]: the default family
   impl->ns = Namespace(raw, impl->handles[1], impl->handles[2]);
   CatalogFamilies families;
   families.objects = impl->handles[3];

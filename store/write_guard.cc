@@ -28,23 +28,33 @@ Status FromBackgroundError(const rocksdb::Status& s) {
 WriteGuard::WriteGuard(std::string dir, uint64_t reserve_bytes)
     : reserve_path_((std::filesystem::path(dir) / "reserve").string()), reserve_bytes_(reserve_bytes) {}
 
-void WriteGuard::Attach(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* anchor_cf) {
+void WriteGuard::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families) {
   db_ = db;
-  anchor_cf_ = anchor_cf;
-  anchor_cf_name_ = anchor_cf->GetName();
-  anchor_missing_ = true;
-  EnsureAnchor();
+  families_ = std::move(families);
+  anchor_cf_ = families_.at(0);
+  anchor_cf_name_ = anchor_cf_->GetName();
+  anchor_missing_ = true;  // put by the first Run: opening alone writes nothing
 }
 
-void WriteGuard::EnsureAnchor() {
-  if (!anchor_missing_.load() || db_ == nullptr) return;
+Status WriteGuard::EnsureAnchor() {
+  if (!anchor_missing_.load()) return Status::OK();
   std::lock_guard<std::mutex> lock(anchor_mu_);
-  if (!anchor_missing_.exchange(false)) return;
+  if (!anchor_missing_.exchange(false)) return Status::OK();
   rocksdb::WriteOptions wo;
   wo.disableWAL = true;
-  wo.no_slowdown = true;  // never waits on a write stall with the lock held
   rocksdb::Status s = db_->Put(wo, anchor_cf_, rocksdb::Slice(kAnchorKey.data(), kAnchorKey.size()), rocksdb::Slice());
   if (!s.ok()) anchor_missing_ = true;
+  return FromRocks(s, "keeping the log anchor");
+}
+
+bool WriteGuard::EveryMemtableEmpty() const {
+  for (auto* cf : families_) {
+    uint64_t entries = 0;
+    if (!db_->GetIntProperty(cf, rocksdb::DB::Properties::kNumEntriesActiveMemTable, &entries) || entries > 0) {
+      return false;
+    }
+  }
+  return true;
 }
 
 void WriteGuard::OnMemTableSealed(const rocksdb::MemTableInfo& info) {
@@ -54,7 +64,7 @@ void WriteGuard::OnMemTableSealed(const rocksdb::MemTableInfo& info) {
 Status WriteGuard::Run(std::string_view what, const std::function<rocksdb::Status()>& op) {
   std::shared_lock<std::shared_mutex> running(resume_mu_);
   TPDE_RETURN_IF_ERROR(error());
-  EnsureAnchor();
+  TPDE_RETURN_IF_ERROR(EnsureAnchor());  // never an append without the anchor
   return FromRocks(op(), what);
 }
 
@@ -63,10 +73,11 @@ Status WriteGuard::error() const {
   return error_;
 }
 
-void WriteGuard::OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* bg_error) {
+void WriteGuard::OnBackgroundError(rocksdb::BackgroundErrorReason reason, rocksdb::Status* bg_error) {
   if (bg_error == nullptr || bg_error->ok()) return;
   std::lock_guard<std::mutex> lock(mu_);
   error_ = FromBackgroundError(*bg_error);
+  if (reason == rocksdb::BackgroundErrorReason::kWriteCallback) log_append_failed_ = true;
 }
 
 void WriteGuard::OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason, rocksdb::Status, bool* auto_recovery) {
@@ -87,13 +98,39 @@ Status WriteGuard::Resume() {
   std::unique_lock<std::shared_mutex> resuming(resume_mu_);
   Status e = error();
   if (e.ok()) return e;  // another caller resumed
+  bool append_failed = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    append_failed = log_append_failed_;
+  }
+  if (append_failed && EveryMemtableEmpty()) {
+    // The anchor was gone when the append failed (sealed by that very
+    // write): a resume would go on with the failed log and the next append
+    // would abort the process. Writes stay refused; reads go on.
+    const Status stuck = Status::IOError(
+        "a log append failed while no memtable held data; RocksDB 7.8 cannot resume from that "
+        "(facebook/rocksdb#12448): restart tpded to write again");
+    spdlog::error("{}", stuck.ToString());
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = stuck;
+    return stuck;
+  }
   if (e.IsNoSpace()) ::unlink(reserve_path_.c_str());  // room for the WAL and a flush
   rocksdb::Status s = db_->Resume();
   if (s.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      log_append_failed_ = false;  // the failed log is behind us
+    }
     // The resume flushed every memtable, the anchor's too: put it back
-    // before anything else can append to the new log.
+    // before anything else can append to the new log. If it cannot be put,
+    // writes stay refused and the next Resume() tries again.
     anchor_missing_ = true;
-    EnsureAnchor();
+    if (Status a = EnsureAnchor(); !a.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      error_ = a;
+      return a;
+    }
     spdlog::info("the store resumed writing after: {}", e.ToString());
     std::lock_guard<std::mutex> lock(mu_);
     error_ = Status::OK();

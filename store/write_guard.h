@@ -23,9 +23,13 @@
 //     once space is back;
 //   - Resume() clears the error through DB::Resume().
 // Source of the recovery model: RocksDB wiki, "Background Error Handling".
-// What is left: a memtable flush or compaction that runs while a log append
-// fails can still meet the failed log; RocksDB then reports a fatal error
-// (no abort) and writes stay refused until tpded restarts.
+// What is left: the anchor's memtable can be sealed by the very write whose
+// append then fails (RocksDB switches memtables before appending); if no
+// other memtable holds data then, Resume() refuses (a permanent error:
+// restart tpded) instead of resuming onto the failed log. A memtable flush
+// or compaction that runs while a log append fails can still meet the failed
+// log; RocksDB then reports a fatal error (no abort) and writes stay refused
+// until tpded restarts.
 // Thread-safety: all methods may be called concurrently.
 #pragma once
 
@@ -39,6 +43,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "codec/thread_annotations.h"
 #include "codec/status.h"
@@ -50,9 +55,10 @@ class WriteGuard : public rocksdb::EventListener {
   WriteGuard(std::string dir, uint64_t reserve_bytes);
 
   // Binds the guard to the open database (not owned; it outlives the guard's
-  // use). `anchor_cf` is the column family whose memtable the guard keeps
-  // non-empty. Call once, after DB::Open and before any Run().
-  void Attach(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* anchor_cf);
+  // use). `families` are all its column families (not owned); the first is
+  // the one whose memtable the guard keeps non-empty. Writes nothing. Call
+  // once, after DB::Open and before any Run().
+  void Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families);
 
   // OK while RocksDB accepts writes; else the error that stopped it.
   Status error() const;
@@ -82,13 +88,16 @@ class WriteGuard : public rocksdb::EventListener {
   void OnMemTableSealed(const rocksdb::MemTableInfo& info) override;
 
  private:
-  // Puts the anchor record if its memtable is empty. Best effort: a failure
-  // leaves the flag set for the next Run().
-  void EnsureAnchor();
+  // Puts the anchor record if its memtable is empty (waiting out a write
+  // stall like any write). On failure the flag stays set for the next try.
+  Status EnsureAnchor();
+  // True when no column family's active memtable holds a record.
+  bool EveryMemtableEmpty() const;
 
   const std::string reserve_path_;
   const uint64_t reserve_bytes_;
   rocksdb::DB* db_ = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> families_;
   rocksdb::ColumnFamilyHandle* anchor_cf_ = nullptr;
   std::string anchor_cf_name_;
   // Shared by Run(), exclusive in Resume(): no operation reaches RocksDB
@@ -98,6 +107,7 @@ class WriteGuard : public rocksdb::EventListener {
   std::atomic<bool> anchor_missing_{true};
   mutable std::mutex mu_;
   Status error_ TPDE_GUARDED_BY(mu_);
+  bool log_append_failed_ TPDE_GUARDED_BY(mu_) = false;  // since the last resume
 };
 
 }  // namespace tpde
