@@ -47,14 +47,9 @@ Status WriteGuard::EnsureAnchor() {
   return FromRocks(s, "keeping the log anchor");
 }
 
-bool WriteGuard::EveryMemtableEmpty() const {
-  for (auto* cf : families_) {
-    uint64_t entries = 0;
-    if (!db_->GetIntProperty(cf, rocksdb::DB::Properties::kNumEntriesActiveMemTable, &entries) || entries > 0) {
-      return false;
-    }
-  }
-  return true;
+uint64_t WriteGuard::CurrentLog() const {
+  std::unique_ptr<rocksdb::LogFile> log;
+  return db_->GetCurrentWalFile(&log).ok() && log != nullptr ? log->LogNumber() : 0;
 }
 
 void WriteGuard::OnMemTableSealed(const rocksdb::MemTableInfo& info) {
@@ -98,29 +93,39 @@ Status WriteGuard::Resume() {
   std::unique_lock<std::shared_mutex> resuming(resume_mu_);
   Status e = error();
   if (e.ok()) return e;  // another caller resumed
-  bool append_failed = false;
+  if (stuck_) return e;
+  // The log whose append failed is still the current one at the first
+  // resume after it: nothing can start a new log while RocksDB is stopped.
+  // (Never asked for under mu_: RocksDB may hold its own mutex while it
+  // calls the listener, which takes mu_.)
+  const uint64_t log_now = CurrentLog();
+  uint64_t failed_log = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    append_failed = log_append_failed_;
+    if (log_append_failed_ && failed_log_ == 0) failed_log_ = log_now;
+    failed_log = failed_log_;
   }
-  if (append_failed && EveryMemtableEmpty()) {
-    // The anchor was gone when the append failed (sealed by that very
-    // write): a resume would go on with the failed log and the next append
-    // would abort the process. Writes stay refused; reads go on.
+  if (e.IsNoSpace()) ::unlink(reserve_path_.c_str());  // room for the WAL and a flush
+  rocksdb::Status s = db_->Resume();
+  if (s.ok() && failed_log != 0 && CurrentLog() == failed_log) {
+    // The resume went on with the failed log (the anchor's memtable was
+    // sealed by the very write whose append failed, and no other memtable
+    // held data): its next append would abort the process. Writes stay
+    // refused; reads go on.
     const Status stuck = Status::IOError(
-        "a log append failed while no memtable held data; RocksDB 7.8 cannot resume from that "
-        "(facebook/rocksdb#12448): restart tpded to write again");
+        "a log append failed and RocksDB 7.8 resumed onto that log (facebook/rocksdb#12448): "
+        "restart tpded to write again");
     spdlog::error("{}", stuck.ToString());
+    stuck_ = true;
     std::lock_guard<std::mutex> lock(mu_);
     error_ = stuck;
     return stuck;
   }
-  if (e.IsNoSpace()) ::unlink(reserve_path_.c_str());  // room for the WAL and a flush
-  rocksdb::Status s = db_->Resume();
   if (s.ok()) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       log_append_failed_ = false;  // the failed log is behind us
+      failed_log_ = 0;
     }
     // The resume flushed every memtable, the anchor's too: put it back
     // before anything else can append to the new log. If it cannot be put,

@@ -25,8 +25,9 @@
 // Source of the recovery model: RocksDB wiki, "Background Error Handling".
 // What is left: the anchor's memtable can be sealed by the very write whose
 // append then fails (RocksDB switches memtables before appending); if no
-// other memtable holds data then, Resume() refuses (a permanent error:
-// restart tpded) instead of resuming onto the failed log. A memtable flush
+// other memtable holds data then, RocksDB resumes onto the failed log, and
+// Resume() sees it (the log number did not change) and refuses from then on
+// (a permanent error: restart tpded) instead of letting an append abort. A memtable flush
 // or compaction that runs while a log append fails can still meet the failed
 // log; RocksDB then reports a fatal error (no abort) and writes stay refused
 // until tpded restarts.
@@ -91,8 +92,8 @@ class WriteGuard : public rocksdb::EventListener {
   // Puts the anchor record if its memtable is empty (waiting out a write
   // stall like any write). On failure the flag stays set for the next try.
   Status EnsureAnchor();
-  // True when no column family's active memtable holds a record.
-  bool EveryMemtableEmpty() const;
+  // The number of the log RocksDB appends to now (0 if unknown).
+  uint64_t CurrentLog() const;
 
   const std::string reserve_path_;
   const uint64_t reserve_bytes_;
@@ -108,6 +109,8 @@ class WriteGuard : public rocksdb::EventListener {
   mutable std::mutex mu_;
   Status error_ TPDE_GUARDED_BY(mu_);
   bool log_append_failed_ TPDE_GUARDED_BY(mu_) = false;  // since the last resume
+  uint64_t failed_log_ TPDE_GUARDED_BY(mu_) = 0;          // the log whose append failed
+  bool stuck_ = false;  // RocksDB resumed onto the failed log; only under resume_mu_ (exclusive)
 };
 
 }  // namespace tpde
