@@ -246,7 +246,6 @@ void Catalog::DropGeneration(rocksdb::WriteBatch* b, uint8_t lane, uint64_t obje
 }
 
 void Catalog::Committed(const rocksdb::WriteBatch& b) {
-  if (!b.HasDelete() && !b.HasDeleteRange() && !b.HasPut()) return;
   // What the batch did to manifests and chunk lanes, read back from its
   // records: the batch is the one account of it, whoever built it.
   struct Handler : rocksdb::WriteBatch::Handler {

@@ -89,11 +89,7 @@ Status Collector::Rebase(uint64_t object, uint64_t old_reference, uint64_t new_r
   };
   rocksdb::WriteBatch batch;
   const uint64_t expected_hash = m.file_hash;
-  auto drop_staged = [&] {
-    rocksdb::WriteBatch drop;
-    catalog.DropGeneration(&drop, m.lane, object, m.generation);
-    return im.Commit(&drop);
-  };
+  auto drop_staged = [&] { return im.DropStaged(m.lane, object, m.generation); };
   Status es = EncodeObject(&im, im.background_pool.get(), &m, ref_reader.get(), source, &batch);
   if (!es.ok()) {
     drop_staged();  // best effort: Open deletes leftovers too

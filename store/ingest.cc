@@ -106,11 +106,7 @@ Status IngestFd(Store::Impl& im, int fd, const std::string& src_path, uint64_t s
   m.generation = 1;
   rocksdb::WriteBatch batch;
   TPDE_RETURN_IF_ERROR(EncodeObject(&im, im.ingest_pool.get(), &m, nullptr, source, &batch));
-  auto drop_staged = [&] {
-    rocksdb::WriteBatch drop;
-    im.catalog->DropGeneration(&drop, m.lane, m.object_id, m.generation);
-    return im.Commit(&drop);
-  };
+  auto drop_staged = [&] { return im.DropStaged(m.lane, m.object_id, m.generation); };
 
   {
     std::lock_guard<std::mutex> lock(im.commit_mu);

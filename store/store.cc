@@ -209,7 +209,7 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   impl->db.reset(raw);
   raw->GetEnv()->LowerThreadPoolCPUPriority(rocksdb::Env::LOW);  // compactions yield to saves
   impl->default_cf = impl->handles[0];
-  impl->write_guard->Attach(raw, impl->handles);  // handles[0]: the default family
+  impl->write_guard->Attach(raw, impl->default_cf);
   impl->ns = Namespace(raw, impl->handles[1], impl->handles[2]);
   CatalogFamilies families;
   families.objects = impl->handles[3];
@@ -286,6 +286,12 @@ Status Store::Impl::Commit(rocksdb::WriteBatch* b, bool sync) {
   TPDE_RETURN_IF_ERROR(write_guard->Run("commit", [&] { return db->Write(wo, b); }));
   if (catalog) catalog->Committed(*b);
   return Status::OK();
+}
+
+Status Store::Impl::DropStaged(uint8_t lane, uint64_t object, uint32_t generation) {
+  rocksdb::WriteBatch drop;
+  catalog->DropGeneration(&drop, lane, object, generation);
+  return Commit(&drop);
 }
 
 // ---- Namespace --------------------------------------------------------------

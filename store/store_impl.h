@@ -65,6 +65,9 @@ struct Store::Impl {
   // the next synced commit or SyncLog() (the WAL is ordered). Needs no lock:
   // callers that read state to build `b` hold commit_mu.
   Status Commit(rocksdb::WriteBatch* b, bool sync = true);
+  // Deletes the payloads staged for (object, generation) in `lane` by an
+  // ingest or re-base that is not going to commit.
+  Status DropStaged(uint8_t lane, uint64_t object, uint32_t generation);
 };
 
 }  // namespace tpde

@@ -28,10 +28,9 @@ Status FromBackgroundError(const rocksdb::Status& s) {
 WriteGuard::WriteGuard(std::string dir, uint64_t reserve_bytes)
     : reserve_path_((std::filesystem::path(dir) / "reserve").string()), reserve_bytes_(reserve_bytes) {}
 
-void WriteGuard::Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families) {
+void WriteGuard::Attach(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* anchor_cf) {
   db_ = db;
-  families_ = std::move(families);
-  anchor_cf_ = families_.at(0);
+  anchor_cf_ = anchor_cf;
   anchor_cf_name_ = anchor_cf_->GetName();
   anchor_missing_ = true;  // put by the first Run: opening alone writes nothing
 }

@@ -44,7 +44,6 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "codec/thread_annotations.h"
 #include "codec/status.h"
@@ -56,10 +55,10 @@ class WriteGuard : public rocksdb::EventListener {
   WriteGuard(std::string dir, uint64_t reserve_bytes);
 
   // Binds the guard to the open database (not owned; it outlives the guard's
-  // use). `families` are all its column families (not owned); the first is
-  // the one whose memtable the guard keeps non-empty. Writes nothing. Call
-  // once, after DB::Open and before any Run().
-  void Attach(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> families);
+  // use). `anchor_cf` (not owned) is the column family whose memtable the
+  // guard keeps non-empty. Writes nothing. Call once, after DB::Open and
+  // before any Run().
+  void Attach(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* anchor_cf);
 
   // OK while RocksDB accepts writes; else the error that stopped it.
   Status error() const;
@@ -98,7 +97,6 @@ class WriteGuard : public rocksdb::EventListener {
   const std::string reserve_path_;
   const uint64_t reserve_bytes_;
   rocksdb::DB* db_ = nullptr;
-  std::vector<rocksdb::ColumnFamilyHandle*> families_;
   rocksdb::ColumnFamilyHandle* anchor_cf_ = nullptr;
   std::string anchor_cf_name_;
   // Shared by Run(), exclusive in Resume(): no operation reaches RocksDB
