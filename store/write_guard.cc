@@ -26,7 +26,9 @@ Status FromBackgroundError(const rocksdb::Status& s) {
 }  // namespace
 
 WriteGuard::WriteGuard(std::string dir, uint64_t reserve_bytes)
-    : reserve_path_((std::filesystem::path(dir) / "reserve").string()), reserve_bytes_(reserve_bytes) {}
+    : reserve_path_((std::filesystem::path(dir) / "reserve").string()),
+      probe_path_((std::filesystem::path(dir) / "resume-probe").string()),
+      reserve_bytes_(reserve_bytes) {}
 
 void WriteGuard::Attach(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* anchor_cf) {
   db_ = db;
@@ -87,6 +89,28 @@ void WriteGuard::OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& 
   error_ = Status::OK();
 }
 
+Status WriteGuard::CheckRoomToResume() const {
+  constexpr size_t kProbeBytes = 64 << 10;
+  uint64_t memtable_bytes = 0;
+  (void)db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &memtable_bytes);
+  const uint64_t free_bytes = FreeBytes();
+  if (free_bytes < memtable_bytes + (1 << 20)) {
+    return Status::NoSpace(fmt::format("the store's disk has {} bytes free, a resume flushes {}", free_bytes,
+                                       memtable_bytes));
+  }
+  rocksdb::FileSystem* fs = db_->GetFileSystem();
+  const rocksdb::IOOptions io;
+  std::unique_ptr<rocksdb::FSWritableFile> probe;
+  rocksdb::IOStatus s = fs->NewWritableFile(probe_path_, rocksdb::FileOptions(), &probe, nullptr);
+  if (s.ok()) s = probe->Append(rocksdb::Slice(std::string(kProbeBytes, '\0')), io, nullptr);
+  if (s.ok()) s = probe->Sync(io, nullptr);
+  if (probe != nullptr) (void)probe->Close(io, nullptr);
+  (void)fs->DeleteFile(probe_path_, io, nullptr);
+  if (s.ok()) return Status::OK();
+  const std::string what = fmt::format("the store's disk takes no writes yet: {}", s.ToString());
+  return s.IsNoSpace() ? Status::NoSpace(what) : Status::IOError(what);
+}
+
 Status WriteGuard::Resume() {
   if (error().ok()) return Status::OK();
   std::unique_lock<std::shared_mutex> resuming(resume_mu_);
@@ -105,6 +129,7 @@ Status WriteGuard::Resume() {
     failed_log = failed_log_;
   }
   if (e.IsNoSpace()) ::unlink(reserve_path_.c_str());  // room for the WAL and a flush
+  if (Status room = CheckRoomToResume(); !room.ok()) return room;
   rocksdb::Status s = db_->Resume();
   if (s.ok() && failed_log != 0 && CurrentLog() == failed_log) {
     // The resume went on with the failed log (the anchor's memtable was

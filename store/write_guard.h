@@ -21,7 +21,14 @@
 //     when the disk fills so that RocksDB can resume and deletions (which
 //     need a few WAL records) still commit on a full disk; it is recreated
 //     once space is back;
-//   - Resume() clears the error through DB::Resume().
+//   - Resume() clears the error through DB::Resume(), once the disk has room
+//     for the flush a resume writes: free space for every memtable, and a
+//     probe file that takes an append and a sync through the store's
+//     FileSystem. RocksDB 7.8 can wait for good inside a DB::Resume() that
+//     follows one whose recovery flush failed on a full disk (the failed
+//     flush's memtable is never scheduled again), so a resume is not tried
+//     while the disk is still full; RocksDB's own recovery from a full disk
+//     waits for free space the same way (SstFileManagerImpl::ClearError).
 // Source of the recovery model: RocksDB wiki, "Background Error Handling".
 // What is left: the anchor's memtable can be sealed by the very write whose
 // append then fails (RocksDB switches memtables before appending); if no
@@ -35,6 +42,7 @@
 #pragma once
 
 #include <rocksdb/db.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/listener.h>
 
 #include <atomic>
@@ -93,8 +101,14 @@ class WriteGuard : public rocksdb::EventListener {
   Status EnsureAnchor();
   // The number of the log RocksDB appends to now (0 if unknown).
   uint64_t CurrentLog() const;
+  // OK if the store's disk takes what a resume writes now: free space for
+  // every memtable's bytes and a probe file appended and synced through the
+  // database's FileSystem (so injected faults count too). NoSpace or IOError
+  // otherwise.
+  Status CheckRoomToResume() const;
 
   const std::string reserve_path_;
+  const std::string probe_path_;
   const uint64_t reserve_bytes_;
   rocksdb::DB* db_ = nullptr;
   rocksdb::ColumnFamilyHandle* anchor_cf_ = nullptr;
