@@ -1125,6 +1125,7 @@ void Filesystem::GcLoop() {
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
   std::unique_lock<std::mutex> lock(mu_);
   bool writes_stopped = false;
+  bool collect_again = false;  // the last collection failed (a full disk): retried at the next tick
   while (true) {
     // Every few seconds regardless: a store stopped by a full disk resumes,
     // and ingests that failed for lack of space are retried, once space is
@@ -1136,7 +1137,7 @@ void Filesystem::GcLoop() {
       gc_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; });
       if (stopping_) return;
     }
-    const bool collect = gc_needed_;
+    const bool collect = gc_needed_ || collect_again;
     gc_needed_ = false;
     lock.unlock();
     Status w = store_->CheckWrites();
@@ -1144,8 +1145,15 @@ void Filesystem::GcLoop() {
     if (w.ok() && writes_stopped) spdlog::info("the store takes writes again");
     writes_stopped = !w.ok();
     if (collect && w.ok()) {
+      // A collection that failed (most often a compaction on a full disk)
+      // keeps what it had left for the next tick: the space of deleted
+      // files comes back without another deletion to start it.
       Status s = store_->CollectGarbage();
-      if (!s.ok()) spdlog::warn("garbage collection: {}", s.ToString());
+      if (!s.ok() && !collect_again) spdlog::warn("garbage collection: {}; retried every 2 s", s.ToString());
+      if (s.ok() && collect_again) spdlog::info("garbage collection went through");
+      collect_again = !s.ok();
+    } else if (collect) {
+      collect_again = true;  // once the store resumes
     }
     lock.lock();
     for (auto it = doomed_.begin(); w.ok() && it != doomed_.end();) {

@@ -27,6 +27,13 @@ Status Collector::Collect() {
   return CompactFreed();
 }
 
+bool Collector::RoomToRelocate(rocksdb::ColumnFamilyHandle* lane) const {
+  uint64_t blob_bytes = 0;
+  if (!store_->db->GetIntProperty(lane, rocksdb::DB::Properties::kTotalBlobFileSize, &blob_bytes)) return false;
+  // At worst every live blob of the lane is rewritten once.
+  return store_->write_guard->HasRoom() && store_->write_guard->FreeBytes() >= 2 * blob_bytes;
+}
+
 Status Collector::CompactFreed() {
   Catalog& catalog = *store_->catalog;
   std::vector<Catalog::FreedRange> ranges = catalog.TakeFreedRanges();
@@ -46,6 +53,13 @@ Status Collector::CompactFreed() {
     if (lo.empty()) continue;
     rocksdb::CompactRangeOptions co;
     co.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    if (lane == 0 && !RoomToRelocate(catalog.lanes()[0])) {
+      // Blob garbage collection rewrites the live blobs of lane 0's older
+      // blob files: on a disk short of that much space it would fill the
+      // disk and stop the store. Without it the compaction still drops the
+      // freed keys, and blob files left with no live blob are deleted.
+      co.blob_garbage_collection_policy = rocksdb::BlobGarbageCollectionPolicy::kDisable;
+    }
     rocksdb::Slice b(lo), e(hi);
     Status s = store_->write_guard->Run(fmt::format("compacting chunk lane {}", lane),
                                         [&] { return store_->db->CompactRange(co, catalog.lanes()[lane], &b, &e); });

@@ -64,6 +64,10 @@ class Collector {
   Status Rebase(uint64_t object, uint64_t old_reference, uint64_t new_reference, bool* swapped) TPDE_REQUIRES(mu_);
   // Compacts the freed ranges so their blob files are released.
   Status CompactFreed() TPDE_REQUIRES(mu_);
+  // Whether the disk has room for blob garbage collection of `lane` (its
+  // live blobs rewritten): writes accepted, the reserve in place, and free
+  // space for twice the lane's blob files.
+  bool RoomToRelocate(rocksdb::ColumnFamilyHandle* lane) const;
 
   Store::Impl* const store_;
   std::mutex mu_;
