@@ -45,7 +45,7 @@ struct Options {
   std::string control_socket;   // default STORE/control.sock
   std::string log_file;         // default STORE/tpded.log when detached
   uint64_t cache_mb = 256;
-  size_t readahead_chunks = 0;  // 0: two per core
+  size_t readahead_chunks = 0;  // 0: eight per core, at least 16, at most an eighth of the cache
   size_t ingest_threads = 4;
   uint64_t ingest_delay_ms = 100;
   size_t threads = 0;
@@ -252,7 +252,7 @@ int main(int argc, char** argv) {
   app.add_option("--log-file", o.log_file, "log file when detached (default STORE/tpded.log)");
   app.add_option("--cache-mb", o.cache_mb, "decoded chunk cache, MiB")->capture_default_str();
   app.add_option("--readahead-chunks", o.readahead_chunks,
-                 "1 MiB chunks decoded ahead of a sequential reader (0: two per core)")
+                 "MiB decoded ahead of a sequential reader (0: eight per core, at least 16, at most an eighth of --cache-mb)")
       ->capture_default_str();
   app.add_option("--ingest-threads", o.ingest_threads, "files ingested concurrently")->capture_default_str();
   app.add_option("--ingest-delay-ms", o.ingest_delay_ms, "wait after the last close before ingesting")

@@ -135,9 +135,18 @@ Status Filesystem::Open(Store* store, const FsOptions& options, std::unique_ptr<
     fs->ingest_workers_.emplace_back([f = fs.get()] { f->IngestLoop(); });
   }
   // Read-ahead decodes on every core: a cold sequential read of a keyframe
-  // is bound by chunk decode, which scales with threads.
+  // is bound by chunk decode, which scales with threads, and by the disk,
+  // which needs many payload reads in flight. The window is 8 MiB per core
+  // (at least 16) and at most an eighth of the chunk cache: with a window
+  // near the cache's size the decoded chunks churn through it (a third more
+  // daemon CPU per GB read, measured with bench/read_path_bench.py:
+  // docs/benchmarks.md, "The read path"). With the default cache that is
+  // 32 MiB; a larger --cache-mb widens it.
   const size_t ra_threads = std::max<size_t>(2, std::thread::hardware_concurrency());
-  if (fs->options_.readahead_chunks == kAutoReadahead) fs->options_.readahead_chunks = std::max<size_t>(16, 2 * ra_threads);
+  if (fs->options_.readahead_chunks == kAutoReadahead) {
+    fs->options_.readahead_chunks =
+        std::clamp<size_t>(8 * ra_threads, 16, std::max<size_t>(16, (fs->options_.cache_bytes >> 20) / 8));
+  }
   for (size_t i = 0; i < ra_threads; ++i) fs->ra_workers_.emplace_back([f = fs.get()] { f->ReadaheadLoop(); });
   fs->gc_thread_ = std::thread([f = fs.get()] { f->GcLoop(); });
   fs->RequestGc();  // deletions of an earlier run may be pending

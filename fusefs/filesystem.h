@@ -44,7 +44,7 @@ struct FsOptions {
   std::string spool_dir;               // local directory for files being written
   uint64_t cache_bytes = 256ull << 20; // decoded chunk cache
   size_t ingest_threads = 4;           // concurrent ingests (they share the store's pool)
-  size_t readahead_chunks = kAutoReadahead;  // MiB decoded ahead of a sequential reader (auto: 2 per core)
+  size_t readahead_chunks = kAutoReadahead;  // MiB decoded ahead of a sequential reader (auto: 8 per core, at least 16, at most an eighth of the cache)
   // How long a closed file waits before its ingest starts: tools that write
   // a temporary name and rename it after close (rsync, atomic savers) get
   // their final name first, which is what reference choice looks at.
