@@ -12,6 +12,8 @@
 #include <functional>
 #include <set>
 
+#include "store/blob_salvage.h"
+#include "store/catalog.h"
 #include "store/coding.h"
 #include "store/keys.h"
 #include "store/rocks_log.h"
@@ -136,26 +138,124 @@ Store::Store(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Store::~Store() = default;
 const StoreOptions& Store::options() const { return impl_->options; }
 
-Status Store::Repair(const std::string& dir) {
+Status Store::Repair(const std::string& dir, RepairReport* report) {
+  RepairReport ignored;
+  if (report == nullptr) report = &ignored;
   std::error_code ec;
   if (!std::filesystem::exists(std::filesystem::path(dir) / "CURRENT", ec) &&
       !std::filesystem::exists(std::filesystem::path(dir) / "IDENTITY", ec)) {
     return Status::NotFound(fmt::format("'{}' is not a tpde store", dir));
   }
+  // The repaired store would delete the blob files it does not know at its
+  // first open: set them aside first (a repair run again finds them there).
+  const std::string aside = (std::filesystem::path(dir) / "salvage-blobs").string();
+  int moved = 0;
+  TPDE_RETURN_IF_ERROR(SetAsideBlobFiles(dir, aside, &moved));
   rocksdb::DBOptions dbo;
   dbo.info_log = std::make_shared<RocksLog>(rocksdb::InfoLogLevel::WARN_LEVEL);
   rocksdb::ColumnFamilyOptions unknown;  // a column family of another version, kept as it is
-  const auto cfs = ColumnFamilies();
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = ColumnFamilies();
   TPDE_RETURN_IF_ERROR(FromRocks(rocksdb::RepairDB(dir, dbo, cfs, unknown), fmt::format("repairing '{}'", dir)));
-  // Column families with no table file left are created again, empty.
+
+  // Column families with no table file left are created again, empty. No
+  // compaction runs while the lanes still hold references to blob files the
+  // repaired MANIFEST does not know: it would fail, and stop the writes.
   dbo.create_missing_column_families = true;
+  for (auto& d : cfs) d.options.disable_auto_compactions = true;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   TPDE_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(dbo, dir, cfs, &handles, &raw), "opening the repaired store"));
-  for (auto* h : handles) raw->DestroyColumnFamilyHandle(h);
-  rocksdb::Status s = raw->Close();
-  delete raw;
-  return FromRocks(s, "closing the repaired store");
+  std::unique_ptr<rocksdb::DB> db(raw);
+  const size_t first_lane = cfs.size() - kChunkLanes;
+  auto close = [&](Status s) {
+    for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+    const rocksdb::Status closed = db->Close();
+    TPDE_RETURN_IF_ERROR(s);
+    return FromRocks(closed, "closing the repaired store");
+  };
+
+  BlobSalvage blobs;
+  if (Status s = blobs.Scan(aside); !s.ok()) return close(s);
+  report->blob_files = blobs.files();
+  report->notes = blobs.notes();
+
+  // Every payload a manifest names, by lane.
+  std::array<std::vector<std::string>, kChunkLanes> wanted;
+  {
+    CatalogFamilies families;
+    families.objects = handles[3];
+    families.deps = handles[4];
+    families.detached = handles[5];
+    families.pending = handles[6];
+    for (int i = 0; i < kChunkLanes; ++i) families.lanes[i] = handles[first_lane + i];
+    std::mutex commit_mu;
+    Catalog catalog(raw, families, &commit_mu);
+    Status s = catalog.ForEachObject([&](uint64_t object) {
+      std::shared_ptr<const Manifest> m;
+      Status g = catalog.GetManifest(object, &m);
+      if (!g.ok()) {
+        report->notes.push_back(fmt::format("object {}: {}", object, g.ToString()));
+        return true;
+      }
+      for (uint32_t c = 0; c < m->chunks.size(); ++c) wanted[m->lane].push_back(keys::Chunk(object, m->generation, c));
+      return true;
+    });
+    if (!s.ok()) report->notes.push_back(s.ToString());
+  }
+
+  // Each lane is built anew: the payloads stored in its tables (below
+  // min_blob_size) read from the old lane, the others from the blob files.
+  // A payload found in neither is left out: Verify names its file.
+  for (int lane = 0; lane < kChunkLanes; ++lane) {
+    rocksdb::ColumnFamilyHandle*& h = handles[first_lane + lane];
+    std::vector<std::pair<std::string, std::string>> in_tables;
+    std::vector<std::string> from_blobs;
+    for (const std::string& key : wanted[lane]) {
+      std::string value;
+      rocksdb::Status g = db->Get(rocksdb::ReadOptions(), h, key, &value);
+      if (g.ok()) {
+        in_tables.emplace_back(key, std::move(value));
+      } else {
+        from_blobs.push_back(key);  // a reference to a blob file the MANIFEST does not know, or lost
+      }
+    }
+    Status s = FromRocks(db->DropColumnFamily(h), "dropping a chunk lane to rebuild it");
+    if (s.ok()) s = FromRocks(db->DestroyColumnFamilyHandle(h), "dropping a chunk lane");
+    h = nullptr;
+    rocksdb::ColumnFamilyOptions lane_options = LaneOptions(lane);
+    lane_options.disable_auto_compactions = true;
+    if (s.ok()) s = FromRocks(db->CreateColumnFamily(lane_options, keys::ChunkLane(lane), &h), "rebuilding a lane");
+    if (!s.ok()) {
+      handles.erase(std::remove(handles.begin(), handles.end(), nullptr), handles.end());
+      return close(s);
+    }
+    rocksdb::WriteOptions wo;
+    wo.disableWAL = true;  // flushed below, before the blob files go
+    for (const auto& [key, value] : in_tables) {
+      if (s.ok()) s = FromRocks(db->Put(wo, h, key, value), "restoring a chunk payload");
+    }
+    std::string value;
+    for (const std::string& key : from_blobs) {
+      if (!s.ok()) break;
+      Status g = blobs.Get(key, &value);
+      if (g.IsNotFound()) continue;
+      s = g.ok() ? FromRocks(db->Put(wo, h, key, value), "restoring a chunk payload") : g;
+      if (s.ok()) {
+        ++report->payloads_restored;
+        report->payload_bytes_restored += value.size();
+      }
+    }
+    if (s.ok()) s = FromRocks(db->Flush(rocksdb::FlushOptions(), h), "flushing a rebuilt lane");
+    if (!s.ok()) return close(s);
+  }
+  // Every lane is whole without the blob files set aside, unless some could
+  // not be read: those stay for a closer look.
+  if (blobs.notes().empty()) {
+    std::filesystem::remove_all(aside, ec);
+  } else {
+    report->notes.push_back(fmt::format("the blob files stay in '{}': delete it once verify is OK", aside));
+  }
+  return close(Status::OK());
 }
 
 Status Store::Open(const std::string& dir, const StoreOptions& options, std::unique_ptr<Store>* store) {

@@ -144,10 +144,19 @@ class Store {
   static Status Open(const std::string& dir, const StoreOptions& options, std::unique_ptr<Store>* store);
   // Salvage for a store that no longer opens (a damaged MANIFEST, SST or
   // blob file): rebuilds RocksDB's metadata in place from the files that are
-  // still readable (rocksdb::RepairDB; damaged records are dropped). Run it
-  // on a copy of the store directory; afterwards Verify names every file
-  // that lost content, and the rest reads back intact. Must not be open.
-  static Status Repair(const std::string& dir);
+  // still readable (rocksdb::RepairDB; damaged records are dropped), then
+  // puts back the chunk payloads of the blob files, which RocksDB 7.8's
+  // repair does not register (store/blob_salvage.h). Run it on a copy of
+  // the store directory; afterwards Verify names every file that lost
+  // content, and the rest reads back intact. Must not be open. `report`
+  // (may be null) says what came back from the blob files.
+  struct RepairReport {
+    int blob_files = 0;                  // blob files found
+    uint64_t payloads_restored = 0;      // chunk payloads put back from them
+    uint64_t payload_bytes_restored = 0;
+    std::vector<std::string> notes;      // what could not be used, and why
+  };
+  static Status Repair(const std::string& dir, RepairReport* report = nullptr);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;

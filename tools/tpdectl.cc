@@ -305,8 +305,11 @@ int CmdVerify(const std::string& store_dir, const tpde::StoreOptions& opt) {
 // metadata from the readable files; verify then names what was lost.
 int CmdRepair(const std::string& store_dir, const tpde::StoreOptions& opt) {
   if (DaemonRunning()) Die(Status::Busy(fmt::format("store '{}' is served by tpded: stop it first", store_dir)));
-  Check(tpde::Store::Repair(store_dir));
-  fmt::print("repaired '{}'; verifying\n", store_dir);
+  tpde::Store::RepairReport report;
+  Check(tpde::Store::Repair(store_dir, &report));
+  fmt::print("repaired '{}': {} chunk payloads ({:.1f} MiB) restored from {} blob files; verifying\n", store_dir,
+             report.payloads_restored, report.payload_bytes_restored / 1048576.0, report.blob_files);
+  for (const std::string& n : report.notes) fmt::print("  {}\n", n);
   return CmdVerify(store_dir, opt);
 }
 
