@@ -1134,7 +1134,11 @@ void Filesystem::GcLoop() {
   (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
   std::unique_lock<std::mutex> lock(mu_);
   bool writes_stopped = false;
-  bool collect_again = false;  // the last collection failed (a full disk): retried at the next tick
+  // A collection that failed (most often a compaction on a full disk) is
+  // tried again after 1, 2, 4 ... 32 ticks, without another deletion to
+  // start it, so the space of deleted files comes back by itself.
+  bool collect_again = false;
+  int ticks_to_retry = 0, retry_interval = 1;
   while (true) {
     // Every few seconds regardless: a store stopped by a full disk resumes,
     // and ingests that failed for lack of space are retried, once space is
@@ -1146,7 +1150,7 @@ void Filesystem::GcLoop() {
       gc_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; });
       if (stopping_) return;
     }
-    const bool collect = gc_needed_ || collect_again;
+    const bool collect = gc_needed_ || (collect_again && --ticks_to_retry <= 0);
     gc_needed_ = false;
     lock.unlock();
     Status w = store_->CheckWrites();
@@ -1154,15 +1158,15 @@ void Filesystem::GcLoop() {
     if (w.ok() && writes_stopped) spdlog::info("the store takes writes again");
     writes_stopped = !w.ok();
     if (collect && w.ok()) {
-      // A collection that failed (most often a compaction on a full disk)
-      // keeps what it had left for the next tick: the space of deleted
-      // files comes back without another deletion to start it.
       Status s = store_->CollectGarbage();
-      if (!s.ok() && !collect_again) spdlog::warn("garbage collection: {}; retried every 2 s", s.ToString());
+      if (!s.ok() && !collect_again) spdlog::warn("garbage collection: {}; retried by itself", s.ToString());
       if (s.ok() && collect_again) spdlog::info("garbage collection went through");
+      retry_interval = s.ok() ? 1 : (collect_again ? std::min(2 * retry_interval, 32) : 1);
       collect_again = !s.ok();
+      ticks_to_retry = retry_interval;
     } else if (collect) {
       collect_again = true;  // once the store resumes
+      ticks_to_retry = 1;
     }
     lock.lock();
     for (auto it = doomed_.begin(); w.ok() && it != doomed_.end();) {
