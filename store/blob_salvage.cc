@@ -60,7 +60,11 @@ Status SetAsideBlobFiles(const std::string& dir, const std::string& aside_dir, i
   if (ec) return Status::IOError(fmt::format("cannot create '{}': {}", aside_dir, ec.message()));
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     if (!e.is_regular_file() || e.path().extension() != ".blob") continue;
-    fs::rename(e.path(), fs::path(aside_dir) / e.path().filename(), ec);
+    fs::path to = fs::path(aside_dir) / e.path().filename();
+    for (int n = 1; fs::exists(to); ++n) {
+      to = fs::path(aside_dir) / fmt::format("{}.{}.blob", e.path().stem().string(), n);
+    }
+    fs::rename(e.path(), to, ec);
     if (ec) return Status::IOError(fmt::format("cannot move '{}' aside: {}", e.path().string(), ec.message()));
     ++*moved;
   }
@@ -69,7 +73,7 @@ Status SetAsideBlobFiles(const std::string& dir, const std::string& aside_dir, i
 }
 
 BlobSalvage::~BlobSalvage() {
-  for (int fd : fds_) ::close(fd);
+  if (open_fd_ >= 0) ::close(open_fd_);
 }
 
 Status BlobSalvage::Scan(const std::string& aside_dir) {
@@ -85,29 +89,32 @@ Status BlobSalvage::Scan(const std::string& aside_dir) {
   for (const fs::path& p : files) {
     const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return Status::IOError(fmt::format("cannot open '{}': {}", p.string(), std::strerror(errno)));
-    fds_.push_back(fd);
     paths_.push_back(p.string());
-    TPDE_RETURN_IF_ERROR(ScanFile(p.string(), fd));
+    const Status s = ScanFile(static_cast<uint32_t>(paths_.size() - 1), fd);
+    ::close(fd);
+    TPDE_RETURN_IF_ERROR(s);
   }
   return Status::OK();
 }
 
-Status BlobSalvage::ScanFile(const std::string& path, int fd) {
+Status BlobSalvage::ScanFile(uint32_t file, int fd) {
+  const std::string& path = paths_[file];
   const std::string name = fs::path(path).filename().string();
   struct stat st {};
   if (::fstat(fd, &st) != 0) return Status::IOError(fmt::format("cannot stat '{}'", path));
   const uint64_t size = static_cast<uint64_t>(st.st_size);
+  // magic, version, column family id (u32 each), flags (bit 0: TTL),
+  // compression type, expiration range (2 x u64).
   uint8_t header[kHeaderBytes];
   if (size < kHeaderBytes || !ReadAt(fd, 0, header, sizeof(header)) || Fixed32(header) != kBlobMagic ||
       Fixed32(header + 4) != kBlobVersion) {
     notes_.push_back(fmt::format("{}: not a blob file of version {}, not used", name, kBlobVersion));
     return Status::OK();
   }
-  if (header[12] != kNoCompression) {
-    notes_.push_back(fmt::format("{}: compressed blobs (type {}), not used", name, static_cast<int>(header[12])));
+  if (header[13] != kNoCompression) {
+    notes_.push_back(fmt::format("{}: compressed blobs (type {}), not used", name, static_cast<int>(header[13])));
     return Status::OK();
   }
-  const auto file = static_cast<uint32_t>(fds_.size() - 1);
   std::string key;
   uint64_t offset = kHeaderBytes;
   while (offset + kRecordHeaderBytes <= size) {
@@ -131,12 +138,20 @@ Status BlobSalvage::ScanFile(const std::string& path, int fd) {
   return Status::OK();
 }
 
-Status BlobSalvage::Get(std::string_view key, std::string* value) const {
+Status BlobSalvage::Get(std::string_view key, std::string* value) {
   const auto it = index_.find(std::string(key));
   if (it == index_.end()) return Status::NotFound("in no blob file");
   const Location& loc = it->second;
+  if (open_fd_ < 0 || open_file_ != loc.file) {
+    if (open_fd_ >= 0) ::close(open_fd_);
+    open_fd_ = ::open(paths_[loc.file].c_str(), O_RDONLY | O_CLOEXEC);
+    open_file_ = loc.file;
+    if (open_fd_ < 0) {
+      return Status::IOError(fmt::format("cannot open '{}': {}", paths_[loc.file], std::strerror(errno)));
+    }
+  }
   value->resize(loc.size);
-  if (!ReadAt(fds_[loc.file], loc.offset, value->data(), loc.size)) {
+  if (!ReadAt(open_fd_, loc.offset, value->data(), loc.size)) {
     return Status::IOError(fmt::format("cannot read '{}' at byte {}", paths_[loc.file], loc.offset));
   }
   return Status::OK();

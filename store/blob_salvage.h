@@ -21,6 +21,8 @@
 // payload restored is still checked by its XXH3 before it is decoded
 // (docs/format.md), so a damaged record is reported by Verify, never
 // returned. Blob files written compressed (tpde never does) are not used.
+// A key found in several files has the same value in each: a payload key
+// names one (object, generation, chunk), whose bytes never change.
 //
 // Not thread-safe; for the offline repair only.
 #pragma once
@@ -36,8 +38,9 @@
 namespace tpde {
 
 // Moves every "*.blob" file of the database directory `dir` into
-// `aside_dir` (created if missing; on the same file system). *moved: how
-// many. Call before rocksdb::RepairDB.
+// `aside_dir` (created if missing; on the same file system), never over a
+// file already there (one set aside by an earlier repair keeps its name, the
+// newcomer gets a suffix). *moved: how many. Call before rocksdb::RepairDB.
 Status SetAsideBlobFiles(const std::string& dir, const std::string& aside_dir, int* moved);
 
 class BlobSalvage {
@@ -47,30 +50,38 @@ class BlobSalvage {
   BlobSalvage(const BlobSalvage&) = delete;
   BlobSalvage& operator=(const BlobSalvage&) = delete;
 
-  // Indexes the records of every "*.blob" file in `aside_dir`, newest file
-  // (highest number) winning for a key found twice (blob garbage collection
+  // Indexes the records of every "*.blob" file in `aside_dir` (the newest
+  // file, by number, wins for a key found twice: blob garbage collection
   // copies live blobs forward). Files that are not usable blob files, and
   // torn tails, are named in notes(). IOError if the directory or a file
   // cannot be read.
   Status Scan(const std::string& aside_dir);
 
   // The value (bytes) stored under `key`; NotFound if no blob file holds it.
-  Status Get(std::string_view key, std::string* value) const;
+  // Opens the file holding it (one kept open at a time: a store has more
+  // blob files than a process has descriptors).
+  Status Get(std::string_view key, std::string* value);
+  // Calls fn(key) for every key indexed, in no order.
+  template <typename Fn>
+  void ForEachKey(Fn&& fn) const {
+    for (const auto& [key, loc] : index_) fn(key);
+  }
 
-  int files() const { return static_cast<int>(fds_.size()); }
+  int files() const { return static_cast<int>(paths_.size()); }
   uint64_t records() const { return records_; }
   const std::vector<std::string>& notes() const { return notes_; }
 
  private:
   struct Location {
-    uint32_t file;       // index into fds_
+    uint32_t file;       // index into paths_
     uint64_t offset;     // of the value, bytes from the file's start
     uint64_t size;       // of the value, bytes
   };
-  Status ScanFile(const std::string& path, int fd);
+  Status ScanFile(uint32_t file, int fd);
 
-  std::vector<int> fds_;  // owned
   std::vector<std::string> paths_;
+  int open_fd_ = -1;          // owned: the file Get read last
+  uint32_t open_file_ = 0;
   std::unordered_map<std::string, Location> index_;
   uint64_t records_ = 0;
   std::vector<std::string> notes_;

@@ -22,9 +22,30 @@ namespace tpde {
 
 Status Collector::Collect() {
   std::lock_guard<std::mutex> lock(mu_);
-  TPDE_RETURN_IF_ERROR(DemotePending());
-  TPDE_RETURN_IF_ERROR(RebaseDetached());
-  return CompactFreed();
+  // Reclaim first: it gives space back, and on a full disk it must not wait
+  // behind a re-encode that fails for lack of that space.
+  Status first_error = CompactFreed();
+  if (!store_->write_guard->HasRoom()) {
+    // Demotions and re-bases write whole versions: they wait until writes
+    // are accepted and the reserve is back, so that they never take the
+    // room deletions need. The caller retries.
+    uint64_t demotions = 0;
+    std::vector<uint64_t> detached;
+    TPDE_RETURN_IF_ERROR(store_->catalog->CountPendingDemotions(nullptr, &demotions));
+    TPDE_RETURN_IF_ERROR(store_->catalog->DetachedObjects(&detached));
+    if (first_error.ok() && (demotions > 0 || !detached.empty())) {
+      first_error = Status::NoSpace(fmt::format("{} demotions and {} re-bases wait for free space", demotions,
+                                                detached.size()));
+    }
+    return first_error;
+  }
+  const Status demoted = DemotePending();
+  const Status rebased = RebaseDetached();
+  const Status reclaimed = CompactFreed();  // what the demotions and re-bases freed
+  for (const Status* s : {&demoted, &rebased, &reclaimed}) {
+    if (first_error.ok()) first_error = *s;
+  }
+  return first_error;
 }
 
 bool Collector::RoomToRelocate(rocksdb::ColumnFamilyHandle* lane) const {

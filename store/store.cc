@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <set>
+#include <unordered_set>
 
 #include "store/blob_salvage.h"
 #include "store/catalog.h"
@@ -146,6 +147,15 @@ Status Store::Repair(const std::string& dir, RepairReport* report) {
       !std::filesystem::exists(std::filesystem::path(dir) / "IDENTITY", ec)) {
     return Status::NotFound(fmt::format("'{}' is not a tpde store", dir));
   }
+  {
+    // Nothing is moved out of a store that a daemon or a tool has open.
+    rocksdb::Env* env = rocksdb::Env::Default();
+    rocksdb::FileLock* lock = nullptr;
+    if (!env->LockFile((std::filesystem::path(dir) / "LOCK").string(), &lock).ok()) {
+      return Status::Busy(fmt::format("store '{}' is in use by another process (is tpded running?)", dir));
+    }
+    (void)env->UnlockFile(lock);
+  }
   // The repaired store would delete the blob files it does not know at its
   // first open: set them aside first (a repair run again finds them there).
   const std::string aside = (std::filesystem::path(dir) / "salvage-blobs").string();
@@ -179,8 +189,11 @@ Status Store::Repair(const std::string& dir, RepairReport* report) {
   report->blob_files = blobs.files();
   report->notes = blobs.notes();
 
-  // Every payload a manifest names, by lane.
+  // Every payload a manifest names, by lane; then the payloads of the blob
+  // files that no readable manifest names but a lane still references (an
+  // object whose manifest is damaged keeps them, as Store::Open does).
   std::array<std::vector<std::string>, kChunkLanes> wanted;
+  bool catalog_damaged = false;
   {
     CatalogFamilies families;
     families.objects = handles[3];
@@ -195,12 +208,31 @@ Status Store::Repair(const std::string& dir, RepairReport* report) {
       Status g = catalog.GetManifest(object, &m);
       if (!g.ok()) {
         report->notes.push_back(fmt::format("object {}: {}", object, g.ToString()));
+        catalog_damaged = true;
         return true;
       }
       for (uint32_t c = 0; c < m->chunks.size(); ++c) wanted[m->lane].push_back(keys::Chunk(object, m->generation, c));
       return true;
     });
-    if (!s.ok()) report->notes.push_back(s.ToString());
+    if (!s.ok()) {
+      report->notes.push_back(s.ToString());
+      catalog_damaged = true;
+    }
+  }
+  {
+    std::unordered_set<std::string> named;
+    for (const auto& lane_keys : wanted) named.insert(lane_keys.begin(), lane_keys.end());
+    blobs.ForEachKey([&](const std::string& key) {
+      if (named.count(key) > 0) return;
+      for (int lane = 0; lane < kChunkLanes; ++lane) {
+        std::string ignored_value;
+        const rocksdb::Status g = db->Get(rocksdb::ReadOptions(), handles[first_lane + lane], key, &ignored_value);
+        if (!g.ok() && !g.IsNotFound()) {  // a reference to a blob file the MANIFEST does not know
+          wanted[lane].push_back(key);
+          break;
+        }
+      }
+    });
   }
 
   // Each lane is built anew: the payloads stored in its tables (below
@@ -219,8 +251,12 @@ Status Store::Repair(const std::string& dir, RepairReport* report) {
         from_blobs.push_back(key);  // a reference to a blob file the MANIFEST does not know, or lost
       }
     }
+    // From the drop to the flush below, the lane's small payloads are in
+    // this process and in the WAL only: a repair cut short there needs a
+    // fresh copy of the store (docs/operations.md, "Salvage").
     Status s = FromRocks(db->DropColumnFamily(h), "dropping a chunk lane to rebuild it");
-    if (s.ok()) s = FromRocks(db->DestroyColumnFamilyHandle(h), "dropping a chunk lane");
+    if (!s.ok()) return close(s);
+    s = FromRocks(db->DestroyColumnFamilyHandle(h), "dropping a chunk lane");
     h = nullptr;
     rocksdb::ColumnFamilyOptions lane_options = LaneOptions(lane);
     lane_options.disable_auto_compactions = true;
@@ -229,8 +265,7 @@ Status Store::Repair(const std::string& dir, RepairReport* report) {
       handles.erase(std::remove(handles.begin(), handles.end(), nullptr), handles.end());
       return close(s);
     }
-    rocksdb::WriteOptions wo;
-    wo.disableWAL = true;  // flushed below, before the blob files go
+    const rocksdb::WriteOptions wo;
     for (const auto& [key, value] : in_tables) {
       if (s.ok()) s = FromRocks(db->Put(wo, h, key, value), "restoring a chunk payload");
     }
@@ -249,8 +284,8 @@ Status Store::Repair(const std::string& dir, RepairReport* report) {
     if (!s.ok()) return close(s);
   }
   // Every lane is whole without the blob files set aside, unless some could
-  // not be read: those stay for a closer look.
-  if (blobs.notes().empty()) {
+  // not be read or a manifest was damaged: then they stay for a closer look.
+  if (blobs.notes().empty() && !catalog_damaged) {
     std::filesystem::remove_all(aside, ec);
   } else {
     report->notes.push_back(fmt::format("the blob files stay in '{}': delete it once verify is OK", aside));

@@ -180,7 +180,9 @@ uint64_t WriteGuard::FreeBytes() const {
   struct statvfs sv {};
   const std::string dir = std::filesystem::path(reserve_path_).parent_path().string();
   if (::statvfs(dir.c_str(), &sv) != 0) return 0;
-  return uint64_t{sv.f_bavail} * sv.f_frsize;
+  // Root also writes into the blocks ext4 keeps for root (5% by default):
+  // RocksDB fills the disk to f_bfree, not to f_bavail.
+  return uint64_t{::geteuid() == 0 ? sv.f_bfree : sv.f_bavail} * sv.f_frsize;
 }
 
 void WriteGuard::MaybeRestoreReserve() {
@@ -189,7 +191,7 @@ void WriteGuard::MaybeRestoreReserve() {
   const std::string dir = std::filesystem::path(reserve_path_).parent_path().string();
   if (::statvfs(dir.c_str(), &sv) != 0) return;
   const uint64_t size = std::min<uint64_t>(reserve_bytes_, uint64_t{sv.f_blocks} * sv.f_frsize / 8);
-  if (size == 0 || uint64_t{sv.f_bavail} * sv.f_frsize < 2 * size) return;
+  if (size == 0 || FreeBytes() < 2 * size) return;
   int fd = ::open(reserve_path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return;
   if (::posix_fallocate(fd, 0, static_cast<off_t>(size)) != 0) {

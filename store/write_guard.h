@@ -81,7 +81,8 @@ class WriteGuard : public rocksdb::EventListener {
   // Creates the reserve file if it is missing and the disk has room for it
   // and as much again. Best effort.
   void MaybeRestoreReserve();
-  // Free bytes on the store's file system (for unprivileged writers).
+  // Free bytes on the store's file system that this process may write:
+  // f_bfree as root (who may use the blocks kept for root), else f_bavail.
   uint64_t FreeBytes() const;
   // True while writes are accepted and the reserve is in place (or none is
   // kept): room for new content. After the reserve was spent to resume, new
