@@ -137,11 +137,10 @@ Status Filesystem::Open(Store* store, const FsOptions& options, std::unique_ptr<
   // Read-ahead decodes on every core: a cold sequential read of a keyframe
   // is bound by chunk decode, which scales with threads, and by the disk,
   // which needs many payload reads in flight. The window is 8 MiB per core
-  // (at least 16) and at most an eighth of the chunk cache: with a window
-  // near the cache's size the decoded chunks churn through it (a third more
-  // daemon CPU per GB read, measured with bench/read_path_bench.py:
-  // docs/benchmarks.md, "The read path"). With the default cache that is
-  // 32 MiB; a larger --cache-mb widens it.
+  // (at least 16) and at most an eighth of the chunk cache: a window of half
+  // the cache took 20-45% more daemon CPU per GB read and was slower warm
+  // (bench/read_path_bench.py: docs/benchmarks.md, "The read path"). With
+  // the default cache that is 32 MiB; a larger --cache-mb widens it.
   const size_t ra_threads = std::max<size_t>(2, std::thread::hardware_concurrency());
   if (fs->options_.readahead_chunks == kAutoReadahead) {
     fs->options_.readahead_chunks =
