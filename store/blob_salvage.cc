@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -11,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+
+#include "store/file_io.h"
 
 namespace tpde {
 
@@ -37,24 +38,9 @@ uint64_t Fixed64(const uint8_t* p) {
   return v;
 }
 
-// Reads exactly `n` bytes at `offset`; false at end of file or on error.
-bool ReadAt(int fd, uint64_t offset, void* out, size_t n) {
-  auto* p = static_cast<uint8_t*>(out);
-  while (n > 0) {
-    const ssize_t k = ::pread(fd, p, n, static_cast<off_t>(offset));
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) return false;
-    p += k;
-    n -= static_cast<size_t>(k);
-    offset += static_cast<uint64_t>(k);
-  }
-  return true;
-}
-
 }  // namespace
 
-Status SetAsideBlobFiles(const std::string& dir, const std::string& aside_dir, int* moved) {
-  *moved = 0;
+Status SetAsideBlobFiles(const std::string& dir, const std::string& aside_dir) {
   std::error_code ec;
   fs::create_directories(aside_dir, ec);
   if (ec) return Status::IOError(fmt::format("cannot create '{}': {}", aside_dir, ec.message()));
@@ -66,14 +52,9 @@ Status SetAsideBlobFiles(const std::string& dir, const std::string& aside_dir, i
     }
     fs::rename(e.path(), to, ec);
     if (ec) return Status::IOError(fmt::format("cannot move '{}' aside: {}", e.path().string(), ec.message()));
-    ++*moved;
   }
   if (ec) return Status::IOError(fmt::format("cannot list '{}': {}", dir, ec.message()));
   return Status::OK();
-}
-
-BlobSalvage::~BlobSalvage() {
-  if (open_fd_ >= 0) ::close(open_fd_);
 }
 
 Status BlobSalvage::Scan(const std::string& aside_dir) {
@@ -87,12 +68,10 @@ Status BlobSalvage::Scan(const std::string& aside_dir) {
     return std::strtoull(a.stem().c_str(), nullptr, 10) < std::strtoull(b.stem().c_str(), nullptr, 10);
   });
   for (const fs::path& p : files) {
-    const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Status::IOError(fmt::format("cannot open '{}': {}", p.string(), std::strerror(errno)));
+    FileDescriptor fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) return Status::IOError(fmt::format("cannot open '{}': {}", p.string(), std::strerror(errno)));
     paths_.push_back(p.string());
-    const Status s = ScanFile(static_cast<uint32_t>(paths_.size() - 1), fd);
-    ::close(fd);
-    TPDE_RETURN_IF_ERROR(s);
+    TPDE_RETURN_IF_ERROR(ScanFile(static_cast<uint32_t>(paths_.size() - 1), fd.get()));
   }
   return Status::OK();
 }
@@ -106,8 +85,8 @@ Status BlobSalvage::ScanFile(uint32_t file, int fd) {
   // magic, version, column family id (u32 each), flags (bit 0: TTL),
   // compression type, expiration range (2 x u64).
   uint8_t header[kHeaderBytes];
-  if (size < kHeaderBytes || !ReadAt(fd, 0, header, sizeof(header)) || Fixed32(header) != kBlobMagic ||
-      Fixed32(header + 4) != kBlobVersion) {
+  if (size >= kHeaderBytes) TPDE_RETURN_IF_ERROR(PreadFull(fd, 0, sizeof(header), header, path));
+  if (size < kHeaderBytes || Fixed32(header) != kBlobMagic || Fixed32(header + 4) != kBlobVersion) {
     notes_.push_back(fmt::format("{}: not a blob file of version {}, not used", name, kBlobVersion));
     return Status::OK();
   }
@@ -119,15 +98,14 @@ Status BlobSalvage::ScanFile(uint32_t file, int fd) {
   uint64_t offset = kHeaderBytes;
   while (offset + kRecordHeaderBytes <= size) {
     uint8_t rh[kRecordHeaderBytes];
-    if (!ReadAt(fd, offset, rh, sizeof(rh))) return Status::IOError(fmt::format("cannot read '{}'", path));
+    TPDE_RETURN_IF_ERROR(PreadFull(fd, offset, sizeof(rh), rh, path));
     if (size - offset == kFooterBytes && Fixed32(rh) == kBlobMagic) return Status::OK();  // every record read
     const uint64_t key_size = Fixed64(rh), value_size = Fixed64(rh + 8);
     const uint64_t left = size - offset - kRecordHeaderBytes;
     if (key_size == 0 || key_size > left || value_size > left - key_size) break;
     key.resize(key_size);
-    if (!ReadAt(fd, offset + kRecordHeaderBytes, key.data(), key_size)) {
-      return Status::IOError(fmt::format("cannot read '{}' at byte {}", path, offset));
-    }
+    TPDE_RETURN_IF_ERROR(
+        PreadFull(fd, offset + kRecordHeaderBytes, key_size, reinterpret_cast<uint8_t*>(key.data()), path));
     index_[key] = Location{file, offset + kRecordHeaderBytes + key_size, value_size};
     ++records_;
     offset += kRecordHeaderBytes + key_size + value_size;
@@ -142,19 +120,14 @@ Status BlobSalvage::Get(std::string_view key, std::string* value) {
   const auto it = index_.find(std::string(key));
   if (it == index_.end()) return Status::NotFound("in no blob file");
   const Location& loc = it->second;
-  if (open_fd_ < 0 || open_file_ != loc.file) {
-    if (open_fd_ >= 0) ::close(open_fd_);
-    open_fd_ = ::open(paths_[loc.file].c_str(), O_RDONLY | O_CLOEXEC);
+  const std::string& path = paths_[loc.file];
+  if (open_.get() < 0 || open_file_ != loc.file) {
+    open_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     open_file_ = loc.file;
-    if (open_fd_ < 0) {
-      return Status::IOError(fmt::format("cannot open '{}': {}", paths_[loc.file], std::strerror(errno)));
-    }
+    if (open_.get() < 0) return Status::IOError(fmt::format("cannot open '{}': {}", path, std::strerror(errno)));
   }
   value->resize(loc.size);
-  if (!ReadAt(open_fd_, loc.offset, value->data(), loc.size)) {
-    return Status::IOError(fmt::format("cannot read '{}' at byte {}", paths_[loc.file], loc.offset));
-  }
-  return Status::OK();
+  return PreadFull(open_.get(), loc.offset, loc.size, reinterpret_cast<uint8_t*>(value->data()), path);
 }
 
 }  // namespace tpde

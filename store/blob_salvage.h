@@ -34,19 +34,19 @@
 #include <vector>
 
 #include "codec/status.h"
+#include "store/file_io.h"
 
 namespace tpde {
 
 // Moves every "*.blob" file of the database directory `dir` into
 // `aside_dir` (created if missing; on the same file system), never over a
 // file already there (one set aside by an earlier repair keeps its name, the
-// newcomer gets a suffix). *moved: how many. Call before rocksdb::RepairDB.
-Status SetAsideBlobFiles(const std::string& dir, const std::string& aside_dir, int* moved);
+// newcomer gets a suffix). Call before rocksdb::RepairDB.
+Status SetAsideBlobFiles(const std::string& dir, const std::string& aside_dir);
 
 class BlobSalvage {
  public:
   BlobSalvage() = default;
-  ~BlobSalvage();
   BlobSalvage(const BlobSalvage&) = delete;
   BlobSalvage& operator=(const BlobSalvage&) = delete;
 
@@ -80,7 +80,7 @@ class BlobSalvage {
   Status ScanFile(uint32_t file, int fd);
 
   std::vector<std::string> paths_;
-  int open_fd_ = -1;          // owned: the file Get read last
+  FileDescriptor open_;      // the file Get read last
   uint32_t open_file_ = 0;
   std::unordered_map<std::string, Location> index_;
   uint64_t records_ = 0;

@@ -9,6 +9,7 @@
 
 #include "codec/safetensors.h"
 #include "store/coding.h"
+#include "store/file_io.h"
 #include "store/keys.h"
 #include "store/object_writer.h"
 #include "store/rocks_status.h"
@@ -17,35 +18,6 @@
 namespace tpde {
 
 namespace {
-
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-Status PreadFull(int fd, uint64_t offset, uint64_t size, uint8_t* dst, const std::string& path) {
-  while (size > 0) {
-    ssize_t n = ::pread(fd, dst, size, static_cast<off_t>(offset));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::IOError(fmt::format("read '{}' at offset {}: {}", path, offset, std::strerror(errno)));
-    }
-    if (n == 0) return Status::IOError(fmt::format("'{}' shrank while being read (offset {})", path, offset));
-    dst += n;
-    offset += static_cast<uint64_t>(n);
-    size -= static_cast<uint64_t>(n);
-  }
-  return Status::OK();
-}
 
 // Lays out a file: as safetensors when it validates, as bytes otherwise
 // (*note says why).

@@ -88,6 +88,19 @@ std::vector<rocksdb::ColumnFamilyDescriptor> ColumnFamilies() {
   return cfs;
 }
 
+// The catalogue's column families among the handles opened in the order of
+// ColumnFamilies().
+CatalogFamilies FamiliesOfCatalog(const std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
+  CatalogFamilies families;
+  families.objects = handles[3];
+  families.deps = handles[4];
+  families.detached = handles[5];
+  families.pending = handles[6];
+  const size_t first_lane = handles.size() - kChunkLanes;
+  for (int i = 0; i < kChunkLanes; ++i) families.lanes[i] = handles[first_lane + i];
+  return families;
+}
+
 // A store of another format version has other column families: RocksDB
 // would refuse it with "column families not opened". Read its version
 // (read-only, changing nothing) and say which it is.
@@ -159,8 +172,7 @@ Status Store::Repair(const std::string& dir, RepairReport* report) {
   // The repaired store would delete the blob files it does not know at its
   // first open: set them aside first (a repair run again finds them there).
   const std::string aside = (std::filesystem::path(dir) / "salvage-blobs").string();
-  int moved = 0;
-  TPDE_RETURN_IF_ERROR(SetAsideBlobFiles(dir, aside, &moved));
+  TPDE_RETURN_IF_ERROR(SetAsideBlobFiles(dir, aside));
   rocksdb::DBOptions dbo;
   dbo.info_log = std::make_shared<RocksLog>(rocksdb::InfoLogLevel::WARN_LEVEL);
   rocksdb::ColumnFamilyOptions unknown;  // a column family of another version, kept as it is
@@ -195,14 +207,8 @@ Status Store::Repair(const std::string& dir, RepairReport* report) {
   std::array<std::vector<std::string>, kChunkLanes> wanted;
   bool catalog_damaged = false;
   {
-    CatalogFamilies families;
-    families.objects = handles[3];
-    families.deps = handles[4];
-    families.detached = handles[5];
-    families.pending = handles[6];
-    for (int i = 0; i < kChunkLanes; ++i) families.lanes[i] = handles[first_lane + i];
     std::mutex commit_mu;
-    Catalog catalog(raw, families, &commit_mu);
+    Catalog catalog(raw, FamiliesOfCatalog(handles), &commit_mu);
     Status s = catalog.ForEachObject([&](uint64_t object) {
       std::shared_ptr<const Manifest> m;
       Status g = catalog.GetManifest(object, &m);
@@ -329,7 +335,6 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   dbo.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
   dbo.db_write_buffer_size = 1ull << 30;  // all memtables together
   const std::vector<rocksdb::ColumnFamilyDescriptor> cfs = ColumnFamilies();
-  const size_t first_lane = cfs.size() - kChunkLanes;
 
   TPDE_RETURN_IF_ERROR(RefuseOtherFormat(dbo, dir, cfs));
 
@@ -346,13 +351,7 @@ Status Store::Open(const std::string& dir, const StoreOptions& options, std::uni
   impl->default_cf = impl->handles[0];
   impl->write_guard->Attach(raw, impl->default_cf);
   impl->ns = Namespace(raw, impl->handles[1], impl->handles[2]);
-  CatalogFamilies families;
-  families.objects = impl->handles[3];
-  families.deps = impl->handles[4];
-  families.detached = impl->handles[5];
-  families.pending = impl->handles[6];
-  for (int i = 0; i < kChunkLanes; ++i) families.lanes[i] = impl->handles[first_lane + i];
-  impl->catalog = std::make_unique<Catalog>(raw, families, &impl->commit_mu);
+  impl->catalog = std::make_unique<Catalog>(raw, FamiliesOfCatalog(impl->handles), &impl->commit_mu);
   impl->collector = std::make_unique<Collector>(impl.get());
   impl->write_guard->MaybeRestoreReserve();
   impl->pool = std::make_unique<ThreadPool>(options.threads);
